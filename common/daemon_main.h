@@ -1,0 +1,72 @@
+#pragma once
+// The life of a sunjammer daemon, shared by cached, balancerd and
+// heartbeatd: options, configuration, the privileged parent (pid file,
+// listening sockets, control socket, signals, supervision) and the
+// unprivileged children. A daemon supplies a DaemonSpec; main() calls
+// daemon_main().
+
+#include <ev.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/config.h"
+
+namespace sj {
+
+class ControlServer;
+
+// What a child gets: its own loop, the configuration of its generation and
+// the listening sockets the parent bound for it (owned by the process; the
+// worker must not close them).
+struct WorkerContext {
+    struct Listener {
+        ListenConfig config;
+        int fd = -1;
+    };
+    struct ev_loop* loop = nullptr;
+    std::shared_ptr<const Config> config;
+    int index = 0;
+    unsigned generation = 0;
+    std::vector<Listener> listeners;
+};
+
+// The daemon's work inside a child.
+class Worker {
+public:
+    virtual ~Worker() = default;
+    // Stop taking new work (close or stop watching listeners) and call
+    // `idle` once in-flight work has finished. Called at most once.
+    virtual void shutdown(std::function<void()> idle) noexcept = 0;
+};
+
+struct DaemonSpec {
+    const char* name = nullptr;        // "cached"
+    const char* child_role = "worker"; // how children are named in logs
+    // How many children a configuration asks for.
+    std::function<int(const Config&)> children;
+    // The sockets the parent binds for a configuration (may be empty).
+    std::function<std::vector<ListenConfig>(const Config&)> listeners;
+    // Daemon-specific requirements beyond the shared validation; throws
+    // ConfigError (e.g. "no balancerd section").
+    std::function<void(const Config&)> check;
+    // Builds the worker in a child, after privileges were dropped. Returns
+    // nullptr after logging why, and the child exits 1.
+    std::function<std::unique_ptr<Worker>(WorkerContext&)> make_worker;
+};
+
+// Runs the daemon; returns the process exit status.
+int daemon_main(int argc, char** argv, const DaemonSpec& spec);
+
+// The default configuration file.
+inline constexpr const char* kDefaultConfigFile =
+    SYSCONFDIR "/sunjammer/sunjammer.conf";
+
+// Where a daemon's pid file and control socket live.
+std::string pid_file_path(const Config& config, const std::string& daemon);
+std::string control_socket_path(const Config& config,
+                                const std::string& daemon);
+
+}  // namespace sj
