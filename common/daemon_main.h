@@ -19,8 +19,9 @@ namespace sj {
 class ControlServer;
 
 // What a child gets: its own loop, the configuration of its generation and
-// the listening sockets the parent bound for it (owned by the process; the
-// worker must not close them).
+// the listening sockets the parent bound for it. The descriptors are the
+// child's own copies: a worker closes them when it shuts down, so that the
+// kernel stops queueing connections for it.
 struct WorkerContext {
     struct Listener {
         ListenConfig config;

@@ -1,6 +1,7 @@
 #include "common/http_front.h"
 
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -306,8 +307,14 @@ HttpFront::shutdown(std::function<void()> idle) noexcept
 {
     shutting_down_ = true;
     on_idle_ = std::move(idle);
-    for (auto& l : listeners_)
+    // Close our copies of the listening sockets, not just stop watching
+    // them: while any process holds one open, the kernel goes on completing
+    // handshakes that nobody will ever accept.
+    for (auto& l : listeners_) {
         ev_io_stop(loop_, &l->io);
+        ::close(l->fd);
+        l->fd = -1;
+    }
     // Connections between requests close now; the others after their
     // current response.
     std::vector<Conn*> waiting;
