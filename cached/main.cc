@@ -10,30 +10,8 @@
 #include "common/config.h"
 #include "common/daemon_main.h"
 #include "common/http_front.h"
-#include "common/log.h"
 
 namespace {
-
-class CachedFront : public sj::HttpFront {
-public:
-    using sj::HttpFront::HttpFront;
-
-protected:
-    sj::HttpAnswer
-    respond(const sj::HttpMessage& req, const std::string& peer) noexcept
-        override
-    {
-        sj::log_debug("client %s: %.*s %.*s: 503, not forwarding yet",
-                      peer.c_str(), static_cast<int>(req.method().size()),
-                      req.method().data(),
-                      static_cast<int>(req.target().size()),
-                      req.target().data());
-        sj::HttpAnswer a;
-        a.status = 503;
-        a.body = "cached: requests are not forwarded in this release\n";
-        return a;
-    }
-};
 
 int
 ncpu()
@@ -59,11 +37,9 @@ main(int argc, char** argv)
         if (!config.cached.present)
             throw sj::ConfigError(config.file, 0, "no cached section");
     };
-    spec.make_worker = [](sj::WorkerContext& ctx)
-        -> std::unique_ptr<sj::Worker> {
-        sj::HttpFrontOptions opts;
-        opts.limits = ctx.config->cached.limits;
-        return std::make_unique<CachedFront>(ctx, opts);
+    spec.make_worker = [](sj::WorkerContext& ctx) {
+        return sj::make_unrouted_front(ctx, ctx.config->cached.limits,
+                                       "cached");
     };
     return sj::daemon_main(argc, argv, spec);
 }

@@ -90,8 +90,8 @@ parse_unix(std::string_view path, Address* out, std::string* err)
     sun->sun_family = AF_UNIX;
     std::memcpy(sun->sun_path, path.data(), path.size());
     sun->sun_path[path.size()] = '\0';
-    a.len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) +
-                                   path.size() + 1);
+    a.len = static_cast<socklen_t>(
+        offsetof(sockaddr_un, sun_path) + path.size() + 1);
     *out = std::move(a);
     return true;
 }
@@ -214,12 +214,11 @@ std::string
 Address::to_string() const
 {
     switch (family) {
-    case Family::kUnix:
-        return "unix:" + path;
+    case Family::kUnix: return "unix:" + path;
     case Family::kInet:
-        return format_inet(
-            AF_INET, &reinterpret_cast<const sockaddr_in*>(&ss)->sin_addr,
-            port);
+        return format_inet(AF_INET,
+                           &reinterpret_cast<const sockaddr_in*>(&ss)->sin_addr,
+                           port);
     case Family::kInet6:
         return format_inet(
             AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_addr,
@@ -260,11 +259,10 @@ format_sockaddr(const sockaddr* sa, socklen_t len)
             return "unix:@" + std::string(sun->sun_path + 1,
                                           strnlen(sun->sun_path + 1, max - 1));
         }
-        return "unix:" + std::string(sun->sun_path,
-                                     strnlen(sun->sun_path, max));
+        return "unix:" +
+               std::string(sun->sun_path, strnlen(sun->sun_path, max));
     }
-    default:
-        return "unknown";
+    default: return "unknown";
     }
 }
 

@@ -21,7 +21,10 @@ struct Address {
     std::string path;       // kUnix only: the filesystem path
     uint16_t port = 0;      // kInet/kInet6 only
 
-    const sockaddr* sa() const noexcept { return reinterpret_cast<const sockaddr*>(&ss); }
+    const sockaddr* sa() const noexcept
+    {
+        return reinterpret_cast<const sockaddr*>(&ss);
+    }
     bool is_unix() const noexcept { return family == Family::kUnix; }
     // The canonical text: "unix:/p", "127.0.0.1:80", "[::1]:80".
     std::string to_string() const;

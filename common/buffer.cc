@@ -19,13 +19,10 @@ Buffer::Buffer(size_t limit) noexcept : limit_(limit)
 }
 
 Buffer::Buffer(Buffer&& o) noexcept
-    : buf_(std::move(o.buf_)),
-      rpos_(std::exchange(o.rpos_, 0)),
-      wpos_(std::exchange(o.wpos_, 0)),
-      cap_(std::exchange(o.cap_, 0)),
+    : buf_(std::move(o.buf_)), rpos_(std::exchange(o.rpos_, 0)),
+      wpos_(std::exchange(o.wpos_, 0)), cap_(std::exchange(o.cap_, 0)),
       limit_(o.limit_)
-{
-}
+{}
 
 Buffer&
 Buffer::operator=(Buffer&& o) noexcept

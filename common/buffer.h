@@ -67,8 +67,7 @@ public:
     void consume(size_t n) noexcept;
     // Copies len bytes to the end; false (nothing copied) past the limit.
     bool append(const void* p, size_t len) noexcept;
-    bool
-    append(std::string_view s) noexcept
+    bool append(std::string_view s) noexcept
     {
         return append(s.data(), s.size());
     }

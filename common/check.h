@@ -8,8 +8,8 @@ namespace sj {
                                const char* expr) noexcept;
 }  // namespace sj
 
-#define CHECK(expr)                                          \
-    do {                                                     \
-        if (!(expr)) [[unlikely]]                            \
-            ::sj::check_failed(__FILE__, __LINE__, #expr);   \
+#define CHECK(expr)                                        \
+    do {                                                   \
+        if (!(expr)) [[unlikely]]                          \
+            ::sj::check_failed(__FILE__, __LINE__, #expr); \
     } while (0)

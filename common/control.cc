@@ -190,8 +190,8 @@ control_split(std::string_view line, std::vector<std::string>* words,
         size_t open = i++;
         for (;;) {
             if (i >= line.size()) {
-                *err =
-                    "unterminated quote at column " + std::to_string(open + 1);
+                *err = "unterminated quote at column " +
+                       std::to_string(open + 1);
                 words->clear();
                 return false;
             }
@@ -203,8 +203,8 @@ control_split(std::string_view line, std::vector<std::string>* words,
                 continue;
             }
             if (i >= line.size()) {
-                *err =
-                    "unterminated quote at column " + std::to_string(open + 1);
+                *err = "unterminated quote at column " +
+                       std::to_string(open + 1);
                 words->clear();
                 return false;
             }
@@ -328,8 +328,8 @@ control_call(const std::string& path, const std::string& line, double timeout,
         }
         // MSG_NOSIGNAL: a daemon that hangs up must be an error here, not a
         // SIGPIPE that kills sjctl.
-        ssize_t k =
-            ::send(fd.get(), req.data() + off, req.size() - off, MSG_NOSIGNAL);
+        ssize_t k = ::send(fd.get(), req.data() + off, req.size() - off,
+                           MSG_NOSIGNAL);
         if (k < 0) {
             if (errno == EINTR || errno == EAGAIN)
                 continue;

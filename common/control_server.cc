@@ -377,9 +377,9 @@ ControlServer::open(uid_t uid, gid_t gid, long admin_gid, std::string* err)
         }
         // Non-blocking, so a live daemon with a full backlog (EAGAIN) is
         // recognised rather than waited for.
-        int r =
-            ::connect(probe.get(),
-                      reinterpret_cast<const struct sockaddr*>(&sa), sizeof sa);
+        int r = ::connect(probe.get(),
+                          reinterpret_cast<const struct sockaddr*>(&sa),
+                          sizeof sa);
         if (r == 0 || errno == EAGAIN || errno == EINPROGRESS) {
             *err = path_ + ": another process is listening";
             return false;
@@ -487,8 +487,8 @@ void
 ControlServer::accept_clients() noexcept
 {
     for (;;) {
-        UniqueFd cfd(::accept4(
-            fd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+        UniqueFd cfd(::accept4(fd_.get(), nullptr, nullptr,
+                               SOCK_NONBLOCK | SOCK_CLOEXEC));
         if (!cfd) {
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
@@ -540,9 +540,9 @@ ControlServer::accept_clients() noexcept
     }
 }
 
-// Root, the daemon's own uid, the socket's owner and members of the admin group may change
-// things. The group check uses the peer's account (getgrouplist) plus the
-// primary gid SO_PEERCRED reports; it runs once per connection and may
+// Root, the daemon's own uid, the socket's owner and members of the admin group
+// may change things. The group check uses the peer's account (getgrouplist)
+// plus the primary gid SO_PEERCRED reports; it runs once per connection and may
 // consult NSS, which is acceptable for an operator's socket.
 bool
 ControlServer::is_admin(uid_t uid, gid_t gid) const noexcept
@@ -625,9 +625,9 @@ ControlServer::dispatch(const std::string& line, const ControlPeer& peer)
             "the admin group",
             path_.c_str(), name.c_str(), static_cast<unsigned>(peer.uid),
             static_cast<int>(peer.pid));
-        return {
-            static_cast<int>(ControlStatus::kForbidden),
-            "permission denied: '" + name + "' needs root or the admin group"};
+        return {static_cast<int>(ControlStatus::kForbidden),
+                "permission denied: '" + name +
+                    "' needs root or the admin group"};
     }
     std::vector<std::string> args(
         words.begin() + static_cast<std::ptrdiff_t>(best->words.size()),

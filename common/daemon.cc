@@ -106,8 +106,7 @@ PidFile::acquire(const std::string& path, std::string* err) noexcept
         pid_t other = read_pid_file(path);
         *err = other > 0 ? "already running (pid " + std::to_string(other) +
                                ", pid file " + path + ")"
-                         : "already running (pid file " + path +
-                               " is locked)";
+                         : "already running (pid file " + path + " is locked)";
         return false;
     }
     path_ = path;
@@ -129,8 +128,8 @@ PidFile::publish(std::string* err) noexcept
     // we still hold the old inode's lock until the new one is in place, so
     // no second instance can slip in between.
     std::string tmp = path_ + ".tmp." + std::to_string(getpid());
-    UniqueFd next(open(tmp.c_str(),
-                       O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    UniqueFd next(
+        open(tmp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
     if (!next) {
         *err = errno_text(tmp);
         return false;

@@ -72,16 +72,14 @@ public:
            std::shared_ptr<const Config> config)
         : spec_(spec), opts_(opts), config_(std::move(config)),
           loop_(EV_DEFAULT), supervisor_(loop_, spec.child_role)
-    {
-    }
+    {}
 
     int run();
 
 private:
     bool start(std::string* err);
     bool bind_listeners(const Config& config,
-                        std::map<std::string, UniqueFd>* out,
-                        std::string* err);
+                        std::map<std::string, UniqueFd>* out, std::string* err);
     void start_children(double grace);
     ControlReply reload();
     void stop(const char* why);
@@ -153,8 +151,7 @@ bool
 Parent::start(std::string* err)
 {
     const GlobalConfig& g = config_->global;
-    if (geteuid() == 0 &&
-        !resolve_credentials(g.user, g.group, &creds_, err))
+    if (geteuid() == 0 && !resolve_credentials(g.user, g.group, &creds_, err))
         return false;
     if (geteuid() != 0) {
         creds_.uid = geteuid();
@@ -171,8 +168,8 @@ Parent::start(std::string* err)
     }
     long nofile = raise_nofile(g.nofile);
     if (nofile < g.nofile)
-        log_warn("file descriptor limit is %ld, below global.nofile %d",
-                 nofile, g.nofile);
+        log_warn("file descriptor limit is %ld, below global.nofile %d", nofile,
+                 g.nofile);
     std::map<std::string, UniqueFd> fds;
     if (!bind_listeners(*config_, &fds, err))
         return false;
@@ -249,8 +246,7 @@ Parent::run()
         return 1;
     }
     log_notice("started (pid %d, %s, generation %u)",
-               static_cast<int>(getpid()), config_->file.c_str(),
-               generation_);
+               static_cast<int>(getpid()), config_->file.c_str(), generation_);
     start_children(config_->global.shutdown_timeout);
     daemon_ready(&ready_);
     ev_run(loop_, 0);
@@ -321,8 +317,7 @@ Parent::reload()
     start_children(grace);
     log_notice("reloaded %s: generation %u", config_->file.c_str(),
                generation_);
-    return {200, "reloaded: generation " + std::to_string(generation_) +
-                     "\n"};
+    return {200, "reloaded: generation " + std::to_string(generation_) + "\n"};
 }
 
 void
@@ -334,8 +329,9 @@ Parent::stop(const char* why)
     log_notice("stopping (%s)", why);
     // Stop accepting: children close their copies as they shut down.
     listeners_.clear();
-    supervisor_.stop_all(config_->global.shutdown_timeout,
-                         [this] { ev_break(loop_, EVBREAK_ALL); });
+    supervisor_.stop_all(config_->global.shutdown_timeout, [this] {
+        ev_break(loop_, EVBREAK_ALL);
+    });
     // Children that ignore SIGKILL do not exist, but a wedged reap should
     // not keep the parent forever either.
     ev_timer_init(
@@ -384,25 +380,27 @@ Parent::register_commands()
         no_args(a, "ping", &r);
         return r;
     });
-    control_->add("status", false, [=, this](const Args& a, const ControlPeer&) {
-        ControlReply r{200, status_text()};
-        no_args(a, "status", &r);
-        return r;
-    });
+    control_->add("status", false,
+                  [=, this](const Args& a, const ControlPeer&) {
+                      ControlReply r{200, status_text()};
+                      no_args(a, "status", &r);
+                      return r;
+                  });
     control_->add("show config", false,
                   [=, this](const Args& a, const ControlPeer&) {
                       ControlReply r{200, dump_config(*config_)};
                       no_args(a, "show config", &r);
                       return r;
                   });
-    control_->add("reload", true, [=, this](const Args& a, const ControlPeer& p) {
-        ControlReply r;
-        if (!no_args(a, "reload", &r))
-            return r;
-        log_info("reload asked on the control socket (uid %d)",
-                 static_cast<int>(p.uid));
-        return reload();
-    });
+    control_->add("reload", true,
+                  [=, this](const Args& a, const ControlPeer& p) {
+                      ControlReply r;
+                      if (!no_args(a, "reload", &r))
+                          return r;
+                      log_info("reload asked on the control socket (uid %d)",
+                               static_cast<int>(p.uid));
+                      return reload();
+                  });
     control_->add("stop", true, [=, this](const Args& a, const ControlPeer& p) {
         ControlReply r{200, "stopping\n"};
         if (!no_args(a, "stop", &r))
@@ -423,12 +421,8 @@ Parent::on_signal(struct ev_loop*, ev_signal* w, int) noexcept
         log_info("SIGHUP: reloading %s", self->opts_.file.c_str());
         self->reload();
         break;
-    case SIGTERM:
-        self->stop("SIGTERM");
-        break;
-    case SIGINT:
-        self->stop("SIGINT");
-        break;
+    case SIGTERM: self->stop("SIGTERM"); break;
+    case SIGINT: self->stop("SIGINT"); break;
     case SIGUSR1:
         if (log_reopen())
             log_info("SIGUSR1: reopened log file");
@@ -453,8 +447,7 @@ struct ChildRun {
     ev_io parent_watch{};
     ev_timer grace_timer{};
 
-    void
-    shutdown(const char* why) noexcept
+    void shutdown(const char* why) noexcept
     {
         if (shutting_down)
             return;
@@ -468,8 +461,7 @@ struct ChildRun {
 };
 
 int
-Parent::run_child(std::shared_ptr<const Config> config, int index,
-                  unsigned gen)
+Parent::run_child(std::shared_ptr<const Config> config, int index, unsigned gen)
 {
     log_set_role(std::string(spec_.child_role) + " " + std::to_string(index));
     std::string err;
@@ -531,8 +523,9 @@ Parent::run_child(std::shared_ptr<const Config> config, int index,
     ev_timer_init(
         &run.grace_timer,
         [](struct ev_loop* l, ev_timer*, int) noexcept {
-            log_warn("in-flight work did not finish within "
-                     "global.shutdown_timeout; exiting");
+            log_warn(
+                "in-flight work did not finish within "
+                "global.shutdown_timeout; exiting");
             ev_break(l, EVBREAK_ALL);
         },
         0., 0.);
@@ -574,8 +567,8 @@ daemon_main(int argc, char** argv, const DaemonSpec& spec)
         return 1;
     }
     if (opts.check_only) {
-        std::fprintf(stderr, "%s: configuration file %s is valid\n",
-                     spec.name, opts.file.c_str());
+        std::fprintf(stderr, "%s: configuration file %s is valid\n", spec.name,
+                     opts.file.c_str());
         return 0;
     }
 

@@ -44,8 +44,8 @@ public:
 };
 
 struct DaemonSpec {
-    const char* name = nullptr;        // "cached"
-    const char* child_role = "worker"; // how children are named in logs
+    const char* name = nullptr;         // "cached"
+    const char* child_role = "worker";  // how children are named in logs
     // How many children a configuration asks for.
     std::function<int(const Config&)> children;
     // The sockets the parent binds for a configuration (may be empty).
@@ -62,8 +62,8 @@ struct DaemonSpec {
 int daemon_main(int argc, char** argv, const DaemonSpec& spec);
 
 // The default configuration file.
-inline constexpr const char* kDefaultConfigFile =
-    SYSCONFDIR "/sunjammer/sunjammer.conf";
+inline constexpr const char* kDefaultConfigFile = SYSCONFDIR
+    "/sunjammer/sunjammer.conf";
 
 // Where a daemon's pid file and control socket live.
 std::string pid_file_path(const Config& config, const std::string& daemon);

@@ -38,8 +38,7 @@ struct HttpFront::Conn {
           in(f->opts_.limits.header_total + Buffer::kReadChunk),
           out(Buffer::kDefaultLimit),
           parser(HttpParserType::kRequest, f->opts_.limits)
-    {
-    }
+    {}
 
     void start() noexcept;
     void stop_watchers() noexcept;
@@ -50,18 +49,15 @@ struct HttpFront::Conn {
     void flush() noexcept;
     void arm_timer(bool head) noexcept;
 
-    static void
-    read_cb(struct ev_loop*, ev_io* w, int) noexcept
+    static void read_cb(struct ev_loop*, ev_io* w, int) noexcept
     {
         static_cast<Conn*>(w->data)->on_read();
     }
-    static void
-    write_cb(struct ev_loop*, ev_io* w, int) noexcept
+    static void write_cb(struct ev_loop*, ev_io* w, int) noexcept
     {
         static_cast<Conn*>(w->data)->flush();
     }
-    static void
-    timer_cb(struct ev_loop*, ev_timer* w, int) noexcept
+    static void timer_cb(struct ev_loop*, ev_timer* w, int) noexcept
     {
         auto* c = static_cast<Conn*>(w->data);
         if (c->timing_head && c->parser.in_progress()) {
@@ -185,8 +181,7 @@ HttpFront::Conn::answer(const HttpAnswer& a, bool head,
         text += a.body;
     if (!out.append(text)) {
         // A client that pipelines requests but never reads the answers.
-        log_info("client %s: not reading its responses; closing",
-                 peer.c_str());
+        log_info("client %s: not reading its responses; closing", peer.c_str());
         close_after = true;
         out.clear();
     }
@@ -334,6 +329,42 @@ HttpFront::maybe_idle() noexcept
         on_idle_ = nullptr;
         done();
     }
+}
+
+namespace {
+
+class UnroutedFront : public HttpFront {
+public:
+    UnroutedFront(WorkerContext& ctx, HttpFrontOptions opts, const char* daemon)
+        : HttpFront(ctx, std::move(opts)), daemon_(daemon)
+    {}
+
+protected:
+    HttpAnswer respond(const HttpMessage& req,
+                       const std::string& peer) noexcept override
+    {
+        log_debug("client %s: %.*s %.*s: 503, not forwarding yet", peer.c_str(),
+                  static_cast<int>(req.method().size()), req.method().data(),
+                  static_cast<int>(req.target().size()), req.target().data());
+        HttpAnswer a;
+        a.status = 503;
+        a.body = daemon_ + ": requests are not forwarded in this release\n";
+        return a;
+    }
+
+private:
+    std::string daemon_;
+};
+
+}  // namespace
+
+std::unique_ptr<Worker>
+make_unrouted_front(WorkerContext& ctx, const HttpLimits& limits,
+                    const char* daemon)
+{
+    HttpFrontOptions opts;
+    opts.limits = limits;
+    return std::make_unique<UnroutedFront>(ctx, opts, daemon);
 }
 
 }  // namespace sj

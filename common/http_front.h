@@ -76,4 +76,10 @@ private:
     std::function<void()> on_idle_;
 };
 
+// A front end that answers every well-formed request 503, saying that
+// `daemon` does not forward requests in this release: what cached and
+// balancerd serve until their forwarding lands.
+std::unique_ptr<Worker> make_unrouted_front(
+    WorkerContext& ctx, const HttpLimits& limits, const char* daemon);
+
 }  // namespace sj

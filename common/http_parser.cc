@@ -218,12 +218,9 @@ bool
 HttpMessage::has_body() const noexcept
 {
     switch (framing) {
-    case BodyFraming::kNone:
-        return false;
-    case BodyFraming::kContentLength:
-        return content_length > 0;
-    default:
-        return true;
+    case BodyFraming::kNone: return false;
+    case BodyFraming::kContentLength: return content_length > 0;
+    default: return true;
     }
 }
 
@@ -273,8 +270,7 @@ struct HttpParserCallbacks {
         return s->append(&s->msg_.reason_, at, len);
     }
 
-    static int on_header_field(llhttp_t* p, const char* at,
-                               size_t len) noexcept
+    static int on_header_field(llhttp_t* p, const char* at, size_t len) noexcept
     {
         HttpParser* s = self(p);
         if (s->last_ != HttpParser::Last::kField) {
@@ -292,8 +288,7 @@ struct HttpParserCallbacks {
         return self(p)->field_done();
     }
 
-    static int on_header_value(llhttp_t* p, const char* at,
-                               size_t len) noexcept
+    static int on_header_value(llhttp_t* p, const char* at, size_t len) noexcept
     {
         HttpParser* s = self(p);
         switch (s->last_) {
@@ -301,8 +296,7 @@ struct HttpParserCallbacks {
             s->cur_.value_off = static_cast<uint32_t>(s->msg_.head_.size());
             s->last_ = HttpParser::Last::kValue;
             break;
-        case HttpParser::Last::kValue:
-            break;
+        case HttpParser::Last::kValue: break;
         default:
             // A value after a complete value is llhttp reporting obs-fold
             // (the head scanner refuses it earlier; this catches trailers).
@@ -376,8 +370,7 @@ HttpParser::HttpParser(HttpParserType type, const HttpLimits& limits) noexcept
     : type_(type), limits_(limits)
 {
     llhttp_init(&llhttp_,
-                type == HttpParserType::kRequest ? HTTP_REQUEST
-                                                 : HTTP_RESPONSE,
+                type == HttpParserType::kRequest ? HTTP_REQUEST : HTTP_RESPONSE,
                 HttpParserCallbacks::settings());
     llhttp_.data = this;
     msg_.head_.reserve(2048);
@@ -447,8 +440,7 @@ HttpParser::fail(HttpError error, const char* why) noexcept
 }
 
 int
-HttpParser::append(HttpMessage::Span* span, const char* at,
-                   size_t len) noexcept
+HttpParser::append(HttpMessage::Span* span, const char* at, size_t len) noexcept
 {
     if (span->len == 0)
         span->off = static_cast<uint32_t>(msg_.head_.size());
@@ -579,17 +571,14 @@ HttpParser::value_done() noexcept
         msg_.content_length = n;
         break;
     }
-    case Field::kTransferEncoding:
-        check_transfer_encoding(value);
-        break;
+    case Field::kTransferEncoding: check_transfer_encoding(value); break;
     case Field::kHost:
         if (!valid_host(value)) {
             fail(HttpError::kBadHost);
             return HPE_USER;
         }
         break;
-    case Field::kOther:
-        break;
+    case Field::kOther: break;
     }
     field_ = Field::kOther;
     if (in_trailers_)
@@ -703,36 +692,26 @@ HttpParser::map_llhttp_error(llhttp_errno_t err) const noexcept
         // cannot tell an unknown token from garbage (TLS on port 80), and
         // 400 is the honest answer to the latter.
         return HttpError::kBadMethod;
-    case HPE_INVALID_URL:
-        return HttpError::kBadTarget;
+    case HPE_INVALID_URL: return HttpError::kBadTarget;
     case HPE_INVALID_CONSTANT:
-    case HPE_INVALID_VERSION:
-        return HttpError::kBadVersion;
-    case HPE_INVALID_STATUS:
-        return HttpError::kBadStatus;
+    case HPE_INVALID_VERSION: return HttpError::kBadVersion;
+    case HPE_INVALID_STATUS: return HttpError::kBadStatus;
     case HPE_INVALID_HEADER_TOKEN:
         return last_ == Last::kFieldDone || last_ == Last::kValue
                    ? HttpError::kBadHeaderValue
                    : HttpError::kBadHeaderName;
-    case HPE_INVALID_CONTENT_LENGTH:
-        return HttpError::kBadContentLength;
+    case HPE_INVALID_CONTENT_LENGTH: return HttpError::kBadContentLength;
     case HPE_UNEXPECTED_CONTENT_LENGTH:
         return HttpError::kContentLengthWithTransferEncoding;
-    case HPE_INVALID_TRANSFER_ENCODING:
-        return HttpError::kChunkedNotFinal;
+    case HPE_INVALID_TRANSFER_ENCODING: return HttpError::kChunkedNotFinal;
     case HPE_INVALID_CHUNK_SIZE:
     case HPE_STRICT:
-        return headers_done_ ? HttpError::kBadChunkSize
-                             : HttpError::kMalformed;
+        return headers_done_ ? HttpError::kBadChunkSize : HttpError::kMalformed;
     case HPE_LF_EXPECTED:
-    case HPE_CR_EXPECTED:
-        return HttpError::kBadLineEnding;
-    case HPE_UNEXPECTED_SPACE:
-        return HttpError::kObsFold;
-    case HPE_INVALID_EOF_STATE:
-        return HttpError::kTruncated;
-    default:
-        return HttpError::kMalformed;
+    case HPE_CR_EXPECTED: return HttpError::kBadLineEnding;
+    case HPE_UNEXPECTED_SPACE: return HttpError::kObsFold;
+    case HPE_INVALID_EOF_STATE: return HttpError::kTruncated;
+    default: return HttpError::kMalformed;
     }
 }
 
@@ -998,8 +977,7 @@ HttpParser::scan_chunked(const char* data, size_t len) noexcept
             }
             chunk_ = Chunk::kDone;
             return i + 1;
-        case Chunk::kDone:
-            return i;
+        case Chunk::kDone: return i;
         }
     }
     return len;

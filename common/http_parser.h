@@ -53,37 +53,37 @@ namespace sj {
 // an origin answers 502 whatever the code.
 enum class HttpError : uint8_t {
     kNone = 0,
-    kBadMethod,             // 400: not a method llhttp knows
-    kBadTarget,             // 400: bad character in the request-target
-    kBadVersion,            // 400: not "HTTP/d.d"
-    kVersionNotSupported,   // 505: a major version other than 1
-    kBadStartLine,          // 400: tab, double space, leading space
-    kStartLineTooLong,      // 414: request line over HttpLimits::request_line
-    kBadStatus,             // 400: status code not 100..599
-    kBadLineEnding,         // 400: bare LF, or CR not followed by LF
-    kObsFold,               // 400: a field line starting with SP or HTAB
-    kSpaceBeforeColon,      // 400: whitespace between field name and colon
-    kBadHeaderName,         // 400: empty or non-token field name
-    kBadHeaderValue,        // 400: NUL, CR, LF or another CTL in a value
-    kHeaderLineTooLarge,    // 431: a field line over HttpLimits::header_line
-    kHeaderSectionTooLarge, // 431: section over HttpLimits::header_total
-    kTooManyHeaders,        // 431: more than HttpLimits::header_count fields
-    kMissingHost,           // 400: HTTP/1.1 request without Host
-    kDuplicateHost,         // 400: more than one Host
-    kBadHost,               // 400: Host value not a uri-host[:port]
-    kBadContentLength,      // 400: not 1*DIGIT, a list, or overflow
-    kDuplicateContentLength,     // 400: two Content-Length fields
+    kBadMethod,               // 400: not a method llhttp knows
+    kBadTarget,               // 400: bad character in the request-target
+    kBadVersion,              // 400: not "HTTP/d.d"
+    kVersionNotSupported,     // 505: a major version other than 1
+    kBadStartLine,            // 400: tab, double space, leading space
+    kStartLineTooLong,        // 414: request line over HttpLimits::request_line
+    kBadStatus,               // 400: status code not 100..599
+    kBadLineEnding,           // 400: bare LF, or CR not followed by LF
+    kObsFold,                 // 400: a field line starting with SP or HTAB
+    kSpaceBeforeColon,        // 400: whitespace between field name and colon
+    kBadHeaderName,           // 400: empty or non-token field name
+    kBadHeaderValue,          // 400: NUL, CR, LF or another CTL in a value
+    kHeaderLineTooLarge,      // 431: a field line over HttpLimits::header_line
+    kHeaderSectionTooLarge,   // 431: section over HttpLimits::header_total
+    kTooManyHeaders,          // 431: more than HttpLimits::header_count fields
+    kMissingHost,             // 400: HTTP/1.1 request without Host
+    kDuplicateHost,           // 400: more than one Host
+    kBadHost,                 // 400: Host value not a uri-host[:port]
+    kBadContentLength,        // 400: not 1*DIGIT, a list, or overflow
+    kDuplicateContentLength,  // 400: two Content-Length fields
     kContentLengthWithTransferEncoding,  // 400: both framing fields
-    kChunkedNotFinal,       // 400: Transfer-Encoding not ending in chunked
+    kChunkedNotFinal,  // 400: Transfer-Encoding not ending in chunked
     kUnsupportedTransferEncoding,  // 501: e.g. "gzip, chunked"
     kTransferEncodingHttp10,       // 400: Transfer-Encoding in HTTP/1.0
-    kBadChunkSize,          // 400: non-hex, empty, overflow, bad extension
-    kChunkExtensionTooLong, // 400: more than kMaxChunkExtension bytes
-    kBadChunkFraming,       // 400: missing CRLF after chunk data
-    kForbiddenTrailer,      // 400: framing field in the trailer section
-    kBodyTooLarge,          // 413: over set_max_body()
-    kTruncated,             // 400: connection closed inside a message
-    kMalformed,             // 400: anything else llhttp refuses
+    kBadChunkSize,           // 400: non-hex, empty, overflow, bad extension
+    kChunkExtensionTooLong,  // 400: more than kMaxChunkExtension bytes
+    kBadChunkFraming,        // 400: missing CRLF after chunk data
+    kForbiddenTrailer,       // 400: framing field in the trailer section
+    kBodyTooLarge,           // 413: over set_max_body()
+    kTruncated,              // 400: connection closed inside a message
+    kMalformed,              // 400: anything else llhttp refuses
 };
 
 // The status a server answers a request refused with `error` (400, 413, 414,
@@ -118,12 +118,12 @@ struct HttpFieldRef {
 struct HttpMessage {
     uint8_t version_major = 0;
     uint8_t version_minor = 0;
-    uint16_t status = 0;            // responses
-    bool keep_alive = false;        // the connection may carry another one
-    bool upgrade = false;           // Upgrade/CONNECT/101: not HTTP after it
+    uint16_t status = 0;      // responses
+    bool keep_alive = false;  // the connection may carry another one
+    bool upgrade = false;     // Upgrade/CONNECT/101: not HTTP after it
     BodyFraming framing = BodyFraming::kNone;
     bool has_content_length = false;
-    uint64_t content_length = 0;    // the Content-Length value, if any
+    uint64_t content_length = 0;  // the Content-Length value, if any
 
     std::string_view method() const noexcept { return view(method_); }
     std::string_view target() const noexcept { return view(target_); }
@@ -133,16 +133,16 @@ struct HttpMessage {
     std::string_view header_name(size_t i) const noexcept;
     std::string_view header_value(size_t i) const noexcept;
     // The value of the first field named `name` (case-insensitive).
-    std::optional<std::string_view> header(std::string_view name) const
-        noexcept;
+    std::optional<std::string_view> header(
+        std::string_view name) const noexcept;
     // How many fields are named `name` (case-insensitive).
     size_t header_occurrences(std::string_view name) const noexcept;
 
     size_t trailer_count() const noexcept { return trailers_.size(); }
     std::string_view trailer_name(size_t i) const noexcept;
     std::string_view trailer_value(size_t i) const noexcept;
-    std::optional<std::string_view> trailer(std::string_view name) const
-        noexcept;
+    std::optional<std::string_view> trailer(
+        std::string_view name) const noexcept;
 
     bool is_head_request() const noexcept { return method() == "HEAD"; }
     // The message has body bytes to read (framing other than kNone and not
@@ -233,23 +233,33 @@ public:
     // Body bytes consumed by the last feed(), de-chunked, in order. Views
     // into that feed()'s buffer: valid until the buffer changes or the next
     // feed()/reset().
-    const std::vector<std::string_view>& body() const noexcept
-    {
-        return body_;
-    }
+    const std::vector<std::string_view>& body() const noexcept { return body_; }
     // Body bytes delivered since reset().
     uint64_t body_bytes() const noexcept { return body_bytes_; }
 
 private:
     enum class State : uint8_t { kHead, kBody, kComplete, kFailed };
     enum class Field : uint8_t {
-        kOther, kContentLength, kTransferEncoding, kHost
+        kOther,
+        kContentLength,
+        kTransferEncoding,
+        kHost
     };
     enum class Last : uint8_t { kNone, kField, kFieldDone, kValue, kValueDone };
     // The chunked-framing shadow parser (see scan_chunked).
     enum class Chunk : uint8_t {
-        kSizeStart, kSize, kExt, kSizeLf, kData, kDataCr, kDataLf,
-        kTrailerStart, kTrailer, kTrailerLf, kFinalLf, kDone
+        kSizeStart,
+        kSize,
+        kExt,
+        kSizeLf,
+        kData,
+        kDataCr,
+        kDataLf,
+        kTrailerStart,
+        kTrailer,
+        kTrailerLf,
+        kFinalLf,
+        kDone
     };
 
     friend struct HttpParserCallbacks;
@@ -275,15 +285,15 @@ private:
     const char* why_ = "";
     bool headers_done_ = false;
     bool started_ = false;
-    bool head_request_ = false;      // response parser: answers a HEAD
-    bool connect_request_ = false;   // response parser: answers a CONNECT
+    bool head_request_ = false;     // response parser: answers a HEAD
+    bool connect_request_ = false;  // response parser: answers a CONNECT
     uint64_t max_body_ = 0;
     uint64_t body_bytes_ = 0;
 
     // Head scanner state.
-    bool scan_cr_ = false;           // previous byte was CR
-    bool scan_in_start_ = true;      // still in the start line
-    bool scan_head_end_ = false;     // saw the empty line ending the head
+    bool scan_cr_ = false;        // previous byte was CR
+    bool scan_in_start_ = true;   // still in the start line
+    bool scan_head_end_ = false;  // saw the empty line ending the head
     bool scan_prev_sp_ = false;
     uint8_t scan_sp_count_ = 0;
     size_t scan_line_len_ = 0;       // bytes of the current line, no CRLF

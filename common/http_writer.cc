@@ -141,8 +141,8 @@ bool
 http_write_status_line(std::string* out, int status, std::string_view reason,
                        int major, int minor)
 {
-    if (status < 100 || status > 599 || major < 0 || major > 9 ||
-        minor < 0 || minor > 9 || !http_is_safe_value(reason))
+    if (status < 100 || status > 599 || major < 0 || major > 9 || minor < 0 ||
+        minor > 9 || !http_is_safe_value(reason))
         return false;
     if (reason.empty())
         reason = http_reason_phrase(status);
@@ -226,8 +226,8 @@ http_error_response(int status, std::string_view text, bool close)
 {
     if (status < 100 || status > 599)
         status = 500;
-    std::string body(text.empty() ? std::string_view(http_reason_phrase(status))
-                                  : text);
+    std::string body(
+        text.empty() ? std::string_view(http_reason_phrase(status)) : text);
     body.push_back('\n');
     std::string out;
     out.reserve(128 + body.size());

@@ -47,8 +47,7 @@ bool http_write_header(std::string* out, std::string_view name,
                        std::string_view value);
 
 // Same, for a decimal number (Content-Length).
-bool http_write_header(std::string* out, std::string_view name,
-                       uint64_t value);
+bool http_write_header(std::string* out, std::string_view name, uint64_t value);
 
 // Appends the CRLF that ends a head or a trailer section.
 void http_end_head(std::string* out);

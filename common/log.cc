@@ -205,13 +205,13 @@ log_msg(LogLevel level, const char* fmt, ...) noexcept
     va_end(ap);
 }
 
-#define SJ_LOG_FN(name, lvl)                     \
-    void name(const char* fmt, ...) noexcept     \
-    {                                            \
-        va_list ap;                              \
-        va_start(ap, fmt);                       \
-        log_vmsg(LogLevel::lvl, fmt, ap);        \
-        va_end(ap);                              \
+#define SJ_LOG_FN(name, lvl)                 \
+    void name(const char* fmt, ...) noexcept \
+    {                                        \
+        va_list ap;                          \
+        va_start(ap, fmt);                   \
+        log_vmsg(LogLevel::lvl, fmt, ap);    \
+        va_end(ap);                          \
     }
 SJ_LOG_FN(log_error, kError)
 SJ_LOG_FN(log_warn, kWarn)

@@ -40,8 +40,8 @@ void log_msg(LogLevel level, const char* fmt, ...) noexcept
     __attribute__((format(printf, 2, 3)));
 void log_vmsg(LogLevel level, const char* fmt, va_list ap) noexcept;
 
-#define SJ_LOG_FN(name, lvl)                                              \
-    void name(const char* fmt, ...) noexcept                              \
+#define SJ_LOG_FN(name, lvl)                 \
+    void name(const char* fmt, ...) noexcept \
         __attribute__((format(printf, 1, 2)));
 SJ_LOG_FN(log_error, kError)
 SJ_LOG_FN(log_warn, kWarn)

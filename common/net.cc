@@ -23,12 +23,9 @@ int
 family_of(const Address& addr) noexcept
 {
     switch (addr.family) {
-    case Address::Family::kInet:
-        return AF_INET;
-    case Address::Family::kInet6:
-        return AF_INET6;
-    case Address::Family::kUnix:
-        return AF_UNIX;
+    case Address::Family::kInet: return AF_INET;
+    case Address::Family::kInet6: return AF_INET6;
+    case Address::Family::kUnix: return AF_UNIX;
     }
     return AF_UNSPEC;
 }
@@ -93,9 +90,8 @@ listen_socket(const Address& addr, int backlog, std::string* err)
         return UniqueFd();
     }
     int one = 1;
-    if (!addr.is_unix() &&
-        ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) <
-            0) {
+    if (!addr.is_unix() && ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR,
+                                        &one, sizeof one) < 0) {
         *err = sys_error(addr, "setsockopt SO_REUSEADDR", errno);
         return UniqueFd();
     }
@@ -240,8 +236,7 @@ sockaddr_to_address(const sockaddr* sa, socklen_t len, Address* out)
         a.path.assign(sun->sun_path, strnlen(sun->sun_path, max));
         break;
     }
-    default:
-        return false;
+    default: return false;
     }
     std::memcpy(&a.ss, sa, static_cast<size_t>(len));
     a.len = len;

@@ -30,11 +30,9 @@ errno_text(const char* what, int e)
 }  // namespace
 
 ShmRegion::ShmRegion(ShmRegion&& o) noexcept
-    : addr_(std::exchange(o.addr_, nullptr)),
-      size_(std::exchange(o.size_, 0)),
+    : addr_(std::exchange(o.addr_, nullptr)), size_(std::exchange(o.size_, 0)),
       fd_(std::move(o.fd_))
-{
-}
+{}
 
 ShmRegion&
 ShmRegion::operator=(ShmRegion&& o) noexcept
@@ -111,8 +109,8 @@ ShmRegion::attach(UniqueFd fd, std::string* err)
         return r;
     }
     size_t len = static_cast<size_t>(st.st_size);
-    void* p = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED,
-                     fd.get(), 0);
+    void* p = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(),
+                     0);
     if (p == MAP_FAILED) {
         *err = errno_text("mmap shared memory", errno);
         return r;

@@ -91,8 +91,8 @@ Supervisor::spawn(Child* c) noexcept
     }
     c->pid = pid;
     c->started = ev_now(loop_);
-    log_debug("%s %d started (pid %d, generation %u)", role_.c_str(),
-              c->index, static_cast<int>(pid), c->gen);
+    log_debug("%s %d started (pid %d, generation %u)", role_.c_str(), c->index,
+              static_cast<int>(pid), c->gen);
     return true;
 }
 
@@ -131,8 +131,8 @@ Supervisor::signal_all(int sig) noexcept
 int
 Supervisor::running() const noexcept
 {
-    return static_cast<int>(std::count_if(
-        children_.begin(), children_.end(), [](const auto& kv) {
+    return static_cast<int>(
+        std::count_if(children_.begin(), children_.end(), [](const auto& kv) {
             return kv.second->pid > 0 && !kv.second->retired;
         }));
 }
@@ -147,10 +147,9 @@ Supervisor::on_child(struct ev_loop*, ev_child* w, int) noexcept
 void
 Supervisor::reaped(pid_t pid, int status) noexcept
 {
-    auto it = std::find_if(children_.begin(), children_.end(),
-                           [pid](const auto& kv) {
-                               return kv.second->pid == pid;
-                           });
+    auto it =
+        std::find_if(children_.begin(), children_.end(),
+                     [pid](const auto& kv) { return kv.second->pid == pid; });
     if (it == children_.end())
         return;  // a notify script or other helper, not one of ours
     Child* c = it->second.get();
@@ -206,9 +205,10 @@ Supervisor::on_kill(struct ev_loop*, ev_timer* w, int) noexcept
 {
     auto* c = static_cast<Child*>(w->data);
     if (c->pid > 0) {
-        log_warn("%s %d (pid %d) still running after its grace period; "
-                 "killing it",
-                 c->sup->role_.c_str(), c->index, static_cast<int>(c->pid));
+        log_warn(
+            "%s %d (pid %d) still running after its grace period; "
+            "killing it",
+            c->sup->role_.c_str(), c->index, static_cast<int>(c->pid));
         kill(c->pid, SIGKILL);
     }
 }

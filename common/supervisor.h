@@ -35,7 +35,10 @@ public:
 
     // Runs in every child right after fork(), before ChildMain: the owner
     // closes what the child must not keep (control socket, pid file lock).
-    void set_after_fork(std::function<void()> fn) { after_fork_ = std::move(fn); }
+    void set_after_fork(std::function<void()> fn)
+    {
+        after_fork_ = std::move(fn);
+    }
 
     // Starts `count` children of generation `gen` running `body`, and retires
     // every child of an older generation: SIGTERM now, SIGKILL after `grace`

@@ -83,8 +83,8 @@ ssl_error_string()
 }
 
 SslCtxPtr
-make_server_ctx(const std::string& cert_chain_path,
-                const std::string& key_path, std::string* err)
+make_server_ctx(const std::string& cert_chain_path, const std::string& key_path,
+                std::string* err)
 {
     ERR_clear_error();
     SslCtxPtr ctx(SSL_CTX_new(TLS_server_method()));
@@ -111,8 +111,8 @@ make_server_ctx(const std::string& cert_chain_path,
     SSL_CTX_set_mode(c, kModes);
 
     if (SSL_CTX_use_certificate_chain_file(c, cert_chain_path.c_str()) != 1) {
-        *err = cert_chain_path + ": cannot load certificate chain: " +
-               ssl_error_string();
+        *err = cert_chain_path +
+               ": cannot load certificate chain: " + ssl_error_string();
         return nullptr;
     }
     X509* leaf = SSL_CTX_get0_certificate(c);
@@ -176,8 +176,7 @@ make_client_ctx(bool verify, const std::string& ca_file, std::string* err)
         }
     } else if (SSL_CTX_load_verify_locations(c, ca_file.c_str(), nullptr) !=
                1) {
-        *err = ca_file + ": cannot load CA certificates: " +
-               ssl_error_string();
+        *err = ca_file + ": cannot load CA certificates: " + ssl_error_string();
         return nullptr;
     }
     return ctx;
@@ -225,8 +224,8 @@ certificate_names(SSL_CTX* ctx)
     X509_NAME* subj = X509_get_subject_name(cert);
     int idx = X509_NAME_get_index_by_NID(subj, NID_commonName, -1);
     if (idx >= 0) {
-        ASN1_STRING* cn =
-            X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, idx));
+        ASN1_STRING* cn = X509_NAME_ENTRY_get_data(
+            X509_NAME_get_entry(subj, idx));
         unsigned char* utf8 = nullptr;
         int len = ASN1_STRING_to_UTF8(&utf8, cn);
         if (len > 0) {

@@ -13,8 +13,7 @@ public:
     UniqueFd() noexcept = default;
     explicit UniqueFd(int fd) noexcept : fd_(fd) {}
     UniqueFd(UniqueFd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-    UniqueFd&
-    operator=(UniqueFd&& o) noexcept
+    UniqueFd& operator=(UniqueFd&& o) noexcept
     {
         if (this != &o)
             reset(std::exchange(o.fd_, -1));
@@ -28,8 +27,7 @@ public:
     explicit operator bool() const noexcept { return fd_ >= 0; }
     // Gives up ownership without closing.
     int release() noexcept { return std::exchange(fd_, -1); }
-    void
-    reset(int fd = -1) noexcept
+    void reset(int fd = -1) noexcept
     {
         if (fd_ >= 0)
             ::close(fd_);

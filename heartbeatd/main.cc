@@ -15,11 +15,7 @@ namespace {
 // drain when asked to stop.
 class Checker : public sj::Worker {
 public:
-    void
-    shutdown(std::function<void()> idle) noexcept override
-    {
-        idle();
-    }
+    void shutdown(std::function<void()> idle) noexcept override { idle(); }
 };
 
 }  // namespace

@@ -45,8 +45,8 @@ parse_kv(const std::string& body)
         size_t colon = line.find(':');
         if (colon != std::string::npos) {
             size_t v = line.find_first_not_of(' ', colon + 1);
-            kv[line.substr(0, colon)] =
-                v == std::string::npos ? "" : line.substr(v);
+            kv[line.substr(0, colon)] = v == std::string::npos ? ""
+                                                               : line.substr(v);
         }
         pos = nl + 1;
     }
@@ -110,8 +110,8 @@ cmd_pass(const std::string& run_dir, double timeout, const std::string& daemon,
     sj::ControlReply reply;
     std::string err;
     if (!sj::control_call(path, line, timeout, &reply, &err)) {
-        std::fprintf(stderr, "sjctl: %s is not running (%s)\n",
-                     daemon.c_str(), err.c_str());
+        std::fprintf(stderr, "sjctl: %s is not running (%s)\n", daemon.c_str(),
+                     err.c_str());
         return kExitUnreachable;
     }
     if (reply.status != 200) {
@@ -137,7 +137,10 @@ main(int argc, char** argv)
     int ch;
     while ((ch = getopt(argc, argv, "+f:hs:t:V")) != -1) {
         switch (ch) {
-        case 'f': file = optarg; file_given = true; break;
+        case 'f':
+            file = optarg;
+            file_given = true;
+            break;
         case 's': run_dir = optarg; break;
         case 't': {
             char* end;
@@ -148,7 +151,9 @@ main(int argc, char** argv)
             }
             break;
         }
-        case 'V': std::printf("sjctl (sunjammer) %s\n", PACKAGE_VERSION); return 0;
+        case 'V':
+            std::printf("sjctl (sunjammer) %s\n", PACKAGE_VERSION);
+            return 0;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return kExitUsage;
         }

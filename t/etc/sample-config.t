@@ -7,10 +7,9 @@ use Test::More;
 use SJ::Test qw(srcdir);
 
 my $t = SJ::Test->new;
-# The installed sample has @runstatedir@ substituted by make; check that
-# copy, as the operator gets it.
-my $sample = SJ::Test::builddir() . '/etc/sunjammer.conf';
-ok(-f $sample, "sample configuration built ($sample)");
+# The file make install puts in $(sysconfdir)/sunjammer.
+my $sample = srcdir() . '/etc/sunjammer.conf';
+ok(-f $sample, "sample configuration present ($sample)");
 for my $d (qw(cached balancerd heartbeatd)) {
     my ($rc, $out) = $t->check_conf($d, $sample);
     is($rc, 0, "$d -n accepts the sample") or diag $out;

@@ -66,6 +66,7 @@ SKIP: {
     my $pid = fork // die;
     if (!$pid) {
         $) = "$gid $gid"; $( = $gid; $< = $> = 1;
+        open STDERR, '>', '/dev/null';
         exec @sjctl, 'cached', 'stop';
     }
     waitpid $pid, 0;
