@@ -42,10 +42,10 @@ private:
 
 // Limits applied by the HTTP parser to untrusted messages.
 struct HttpLimits {
-    size_t request_line = 8192;    // max bytes of the request/status line
-    size_t header_line = 8192;     // max bytes of one header field line
-    size_t header_total = 65536;   // max bytes of the whole header section
-    size_t header_count = 100;     // max number of header fields
+    size_t request_line = 8192;   // max bytes of the request/status line
+    size_t header_line = 8192;    // max bytes of one header field line
+    size_t header_total = 65536;  // max bytes of the whole header section
+    size_t header_count = 100;    // max number of header fields
 };
 
 struct GlobalConfig {
@@ -54,29 +54,29 @@ struct GlobalConfig {
     std::string admin_group;         // may send mutating control commands
     std::string run_dir = RUNSTATEDIR "/sunjammer";  // pid files, sockets
     LogLevel log_level = LogLevel::kInfo;
-    std::string log_file;            // "" = syslog (or stderr with -d)
+    std::string log_file;  // "" = syslog (or stderr with -d)
     std::string syslog_facility = "daemon";
     double shutdown_timeout = 10.0;  // seconds in-flight work may take on stop
     int nofile = 65536;              // RLIMIT_NOFILE to ask for
 };
 
 struct CheckConfig {
-    std::string type;                // "" (none), http, tcp, memcached, mysql, script
+    std::string type;  // "" (none), http, tcp, memcached, mysql, script
     std::string method = "GET";
     std::string path = "/";
-    std::string host;                // Host header; "" = node address
+    std::string host;  // Host header; "" = node address
     std::vector<int> expect_status = {200};
-    std::string expect_body;         // substring the body must contain
+    std::string expect_body;  // substring the body must contain
     bool tls = false;
-    std::string user;                // mysql
-    std::string password;            // mysql
-    std::string script;              // script: command run by /bin/sh -c
+    std::string user;      // mysql
+    std::string password;  // mysql
+    std::string script;    // script: command run by /bin/sh -c
     double interval = 1.0;
     double timeout = 1.0;
     int rise = 2;
     int fall = 2;
-    int max_lag = 10;                // mysql: seconds behind master
-    int line = 0;                    // where the check group starts
+    int max_lag = 10;  // mysql: seconds behind master
+    int line = 0;      // where the check group starts
 };
 
 struct NodeConfig {
@@ -117,17 +117,17 @@ struct ListenConfig {
 };
 
 struct CachedConfig {
-    bool present = false;           // the section exists
+    bool present = false;  // the section exists
     std::vector<ListenConfig> listen;
     Address origin;
     std::string origin_text;
-    size_t memory = 256u << 20;     // shared store size in bytes
+    size_t memory = 256u << 20;  // shared store size in bytes
     size_t max_object = 8u << 20;
-    int workers = 0;                // 0 = one per CPU
-    std::string shared_tier;        // pool name, "" = none
+    int workers = 0;                       // 0 = one per CPU
+    std::string shared_tier;               // pool name, "" = none
     std::vector<std::string> purge_allow;  // addresses allowed to PURGE
     HttpLimits limits;
-    std::string access_log;         // "" = none
+    std::string access_log;  // "" = none
 };
 
 struct TcpListenConfig {
@@ -159,10 +159,10 @@ struct PeerConfig {
 
 struct HeartbeatdConfig {
     bool present = false;
-    std::string node;             // this machine's name among its peers
-    int priority = 100;           // 1..255, higher wins the election
+    std::string node;    // this machine's name among its peers
+    int priority = 100;  // 1..255, higher wins the election
     std::vector<PeerConfig> peers;
-    Address listen;               // UDP heartbeats
+    Address listen;  // UDP heartbeats
     std::string listen_text;
     std::string auth_key_file;
     double interval = 0.2;
