@@ -10,6 +10,7 @@
 #include <cstring>
 #include <ctime>
 #include <map>
+#include <string_view>
 
 #include "common/check.h"
 #include "common/control_server.h"
@@ -62,6 +63,22 @@ std::string
 listener_key(const ListenConfig& lc)
 {
     return lc.address.to_string();
+}
+
+// Closes the parent's copy of a listening socket; a Unix socket's path goes
+// too, so clients get "no such file" instead of connecting to nobody. The
+// children that still hold the socket keep serving on it until they stop.
+void
+close_listener(const std::string& key, UniqueFd* fd) noexcept
+{
+    constexpr std::string_view kUnix = "unix:";
+    if (key.compare(0, kUnix.size(), kUnix) == 0) {
+        struct stat st;
+        std::string path = key.substr(kUnix.size());
+        if (lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode))
+            unlink(path.c_str());
+    }
+    fd->reset();
 }
 
 // The privileged parent. Owns everything a child must not: the pid file
@@ -168,8 +185,8 @@ Parent::start(std::string* err)
     }
     long nofile = raise_nofile(g.nofile);
     if (nofile < g.nofile)
-        log_warn("file descriptor limit is %ld, below global.nofile %d", nofile,
-                 g.nofile);
+        log_notice("file descriptor limit is %ld, below global.nofile %d",
+                   nofile, g.nofile);
     std::map<std::string, UniqueFd> fds;
     if (!bind_listeners(*config_, &fds, err))
         return false;
@@ -193,7 +210,7 @@ Parent::start(std::string* err)
         ev_loop_fork(loop_);
         if (!pid_file_.update(err))
             return false;
-        LogLevel level = log_level();
+        LogLevel level = opts_.verbose ? LogLevel::kDebug : g.log_level;
         if (!g.log_file.empty()) {
             log_set_file_owner(creds_.uid, creds_.gid);
             if (!log_open(spec_.name, LogTarget::kFile, g.log_file, level)) {
@@ -302,9 +319,11 @@ Parent::reload()
                   err.c_str());
         return {500, err + "\n"};
     }
-    for (auto& [key, fd] : listeners_)
+    for (auto& [key, fd] : listeners_) {
         log_info("no longer listening on %s", key.c_str());
-    listeners_ = std::move(fds);  // closes the parent's copy of dropped ones
+        close_listener(key, &fd);
+    }
+    listeners_ = std::move(fds);
     if (g.run_dir != config_->global.run_dir)
         log_warn("global.run_dir changed to %s: takes effect at restart",
                  g.run_dir.c_str());
@@ -328,6 +347,8 @@ Parent::stop(const char* why)
     stopping_ = true;
     log_notice("stopping (%s)", why);
     // Stop accepting: children close their copies as they shut down.
+    for (auto& [key, fd] : listeners_)
+        close_listener(key, &fd);
     listeners_.clear();
     supervisor_.stop_all(config_->global.shutdown_timeout, [this] {
         ev_break(loop_, EVBREAK_ALL);
@@ -572,9 +593,13 @@ daemon_main(int argc, char** argv, const DaemonSpec& spec)
         return 0;
     }
 
-    // stderr until the parent has detached (Parent::start).
-    log_open(spec.name, LogTarget::kStderr, "",
-             opts.verbose ? LogLevel::kDebug : config->global.log_level);
+    // stderr until the parent has detached (Parent::start); when it is
+    // going to detach, only what needs the operator's eye reaches the
+    // terminal of the init script that started it.
+    LogLevel level = opts.verbose ? LogLevel::kDebug : config->global.log_level;
+    if (!opts.foreground && level > LogLevel::kWarn)
+        level = LogLevel::kWarn;
+    log_open(spec.name, LogTarget::kStderr, "", level);
     Parent parent(spec, opts, std::move(config));
     return parent.run();
 }

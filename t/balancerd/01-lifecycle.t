@@ -10,6 +10,7 @@ use SJ::Lifecycle;
 run_lifecycle(
     name     => 'balancerd',
     children => 2,
+    unix_listener => 'run/balancerd.sock',
     sections => sub {
         my ($t, %v) = @_;
         my $node = $t->port('php1');

@@ -144,6 +144,10 @@ sub run_lifecycle {
     ok(!-e $pidf, 'pid file removed');
     ok(!-e $ctl, 'control socket removed');
     ok(!grep(pid_alive($_), @gen2), 'children gone');
+    if ($a{unix_listener}) {
+        my $path = $t->dir . "/$a{unix_listener}";
+        ok(!-e $path, 'unix listening socket removed');
+    }
     like($d->log, qr/stopped/, 'stop logged');
 
     # ---- daemon mode, log file, SIGUSR1, control stop
