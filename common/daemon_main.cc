@@ -65,6 +65,15 @@ listener_key(const ListenConfig& lc)
     return lc.address.to_string();
 }
 
+// How long the parent lets a retired child run before SIGKILL: a little
+// longer than the child's own global.shutdown_timeout, so a child that
+// gives up on its in-flight work exits on its own and is reaped as such.
+double
+kill_grace(const Config& config) noexcept
+{
+    return config.global.shutdown_timeout + 1.0;
+}
+
 // Closes the parent's copy of a listening socket; a Unix socket's path goes
 // too, so clients get "no such file" instead of connecting to nobody. The
 // children that still hold the socket keep serving on it until they stop.
@@ -114,6 +123,7 @@ private:
     struct ev_loop* loop_;
     Supervisor supervisor_;
     std::unique_ptr<ControlServer> control_;
+    std::unique_ptr<DaemonState> state_;
     PidFile pid_file_;
     Credentials creds_;
     std::map<std::string, UniqueFd> listeners_;
@@ -135,12 +145,11 @@ Parent::bind_listeners(const Config& config,
         std::string key = listener_key(lc);
         if (out->count(key))
             continue;
-        auto it = listeners_.find(key);
-        if (it != listeners_.end()) {
-            // Already bound by this process: keep the socket, so a reload
-            // never refuses a connection.
-            out->emplace(key, std::move(it->second));
-            listeners_.erase(it);
+        if (listeners_.count(key)) {
+            // Already bound by this process: an empty placeholder says
+            // "keep that socket" (commit_listeners), so a reload never
+            // refuses a connection.
+            out->emplace(key, UniqueFd());
             continue;
         }
         std::string e;
@@ -192,9 +201,16 @@ Parent::start(std::string* err)
         return false;
     listeners_ = std::move(fds);
 
+    if (spec_.make_state) {
+        state_ = spec_.make_state(loop_);
+        if (!state_->configure(config_, generation_, err))
+            return false;
+    }
     control_ = std::make_unique<ControlServer>(
         loop_, control_socket_path(*config_, spec_.name));
     register_commands();
+    if (state_)
+        state_->add_commands(*control_);
     long admin = g.admin_group.empty() ? -1 : group_id(g.admin_group);
     if (!g.admin_group.empty() && admin < 0)
         log_warn("global.admin_group '%s' does not exist",
@@ -264,7 +280,7 @@ Parent::run()
     }
     log_notice("started (pid %d, %s, generation %u)",
                static_cast<int>(getpid()), config_->file.c_str(), generation_);
-    start_children(config_->global.shutdown_timeout);
+    start_children(kill_grace(*config_));
     daemon_ready(&ready_);
     ev_run(loop_, 0);
     if (control_)
@@ -288,11 +304,15 @@ Parent::after_fork() noexcept
         control_->abandon();
     pid_file_.abandon();
     ready_.reset();
+    if (state_)
+        state_->after_fork();
 }
 
 ControlReply
 Parent::reload()
 {
+    if (stopping_)
+        return {500, "not reloading: stopping\n"};
     std::shared_ptr<const Config> next;
     try {
         next = load_for(spec_, opts_.file);
@@ -310,14 +330,22 @@ Parent::reload()
         return {500, err + "\n"};
     }
     std::map<std::string, UniqueFd> fds;
-    if (!bind_listeners(*next, &fds, &err)) {
-        // Give back what we took, close what we opened for nothing.
+    if (!bind_listeners(*next, &fds, &err) ||
+        (state_ && !state_->configure(next, generation_ + 1, &err))) {
+        // Close what we opened for nothing; the placeholders hold nothing.
         for (auto& [key, fd] : fds)
-            if (!listeners_.count(key))
-                listeners_.emplace(key, std::move(fd));
+            if (fd)
+                close_listener(key, &fd);
         log_error("reload failed, keeping generation %u: %s", generation_,
                   err.c_str());
         return {500, err + "\n"};
+    }
+    for (auto& [key, fd] : fds) {
+        if (!fd) {
+            auto it = listeners_.find(key);
+            fd = std::move(it->second);
+            listeners_.erase(it);
+        }
     }
     for (auto& [key, fd] : listeners_) {
         log_info("no longer listening on %s", key.c_str());
@@ -330,7 +358,7 @@ Parent::reload()
     creds_ = creds;
     if (!opts_.verbose)
         log_set_level(g.log_level);
-    double grace = config_->global.shutdown_timeout;
+    double grace = kill_grace(*config_);
     config_ = std::move(next);
     ++generation_;
     start_children(grace);
@@ -350,7 +378,7 @@ Parent::stop(const char* why)
     for (auto& [key, fd] : listeners_)
         close_listener(key, &fd);
     listeners_.clear();
-    supervisor_.stop_all(config_->global.shutdown_timeout, [this] {
+    supervisor_.stop_all(kill_grace(*config_), [this] {
         ev_break(loop_, EVBREAK_ALL);
     });
     // Children that ignore SIGKILL do not exist, but a wedged reap should
@@ -383,6 +411,8 @@ Parent::status_text() const
          std::to_string(supervisor_.configured()) + "\n";
     s += "started: " + std::string(started) + "\n";
     s += std::string("state: ") + (stopping_ ? "stopping" : "running") + "\n";
+    if (state_)
+        s += state_->status();
     return s;
 }
 
@@ -500,6 +530,7 @@ Parent::run_child(std::shared_ptr<const Config> config, int index, unsigned gen)
     ctx.config = config;
     ctx.index = index;
     ctx.generation = gen;
+    ctx.state = state_.get();
     if (spec_.listeners)
         for (const ListenConfig& lc : spec_.listeners(*config)) {
             auto it = listeners_.find(listener_key(lc));

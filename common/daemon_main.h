@@ -17,6 +17,7 @@
 namespace sj {
 
 class ControlServer;
+class DaemonState;
 
 // What a child gets: its own loop, the configuration of its generation and
 // the listening sockets the parent bound for it. The descriptors are the
@@ -32,6 +33,38 @@ struct WorkerContext {
     int index = 0;
     unsigned generation = 0;
     std::vector<Listener> listeners;
+    // The daemon's parent-side state as this child inherited it at fork
+    // (shared memory mappings stay shared); nullptr if the daemon has none.
+    DaemonState* state = nullptr;
+};
+
+// What a daemon keeps in the parent across generations of children: shared
+// memory its workers use, sockets to its children, its own control
+// commands. Lives in the parent from start to exit; children get a pointer
+// to their inherited copy in WorkerContext::state.
+class DaemonState {
+public:
+    virtual ~DaemonState() = default;
+
+    // Called in the parent with the configuration about to take effect: at
+    // start and on every reload, after the configuration was validated and
+    // before the new generation of children is forked. Return false with
+    // *err set to refuse the configuration (a reload then keeps the old
+    // one; at start the daemon exits 1).
+    virtual bool configure(std::shared_ptr<const Config> config,
+                           unsigned generation, std::string* err) = 0;
+
+    // Registers the daemon's own control commands; called once, in the
+    // parent, before the control socket opens.
+    virtual void add_commands(ControlServer& control) = 0;
+
+    // Called in each child right after fork, before the worker is built:
+    // close what the child must not hold (e.g. the parent's end of a
+    // socketpair). Default: nothing.
+    virtual void after_fork() noexcept {}
+
+    // Extra "key: value\n" lines for the status command. Default: none.
+    virtual std::string status() const { return {}; }
 };
 
 // The daemon's work inside a child.
@@ -56,6 +89,8 @@ struct DaemonSpec {
     // Builds the worker in a child, after privileges were dropped. Returns
     // nullptr after logging why, and the child exits 1.
     std::function<std::unique_ptr<Worker>(WorkerContext&)> make_worker;
+    // Builds the parent-side state, once, on the parent's loop; optional.
+    std::function<std::unique_ptr<DaemonState>(struct ev_loop*)> make_state;
 };
 
 // Runs the daemon; returns the process exit status.
