@@ -266,6 +266,8 @@ dump_check(Writer& w, const CheckConfig& c)
     w.str("user", c.user);
     w.str("password", c.password);
     w.str("script", c.script);
+    w.str("key", c.key);
+    w.str("notify_script", c.notify_script);
     w.seconds("interval", c.interval);
     w.seconds("timeout", c.timeout);
     w.num("rise", c.rise);
@@ -285,6 +287,8 @@ dump_pool(Writer& w, const PoolConfig& p)
     w.num("maxqueue", p.maxqueue);
     w.seconds("queue_timeout", p.queue_timeout);
     w.num("retries", p.retries);
+    w.seconds("slowstart", p.slowstart);
+    w.str("sticky_cookie", p.sticky_cookie);
     dump_check(w, p.check);
     w.begin("nodes", '(');
     for (const NodeConfig& n : p.nodes) {
@@ -375,6 +379,19 @@ dump_balancerd(Writer& w, const BalancerdConfig& b)
     w.strings("trusted", b.trusted);
     dump_limits(w, b.limits);
     w.str("access_log", b.access_log);
+    w.seconds("header_timeout", b.header_timeout);
+    w.seconds("idle_timeout", b.idle_timeout);
+    w.seconds("body_timeout", b.body_timeout);
+    w.seconds("connect_timeout", b.connect_timeout);
+    w.seconds("server_timeout", b.server_timeout);
+    w.seconds("server_idle_timeout", b.server_idle_timeout);
+    w.num("passive_fall", b.passive_fall);
+    w.seconds("passive_hold", b.passive_hold);
+    w.boolean("forwarded", b.forwarded);
+    w.size("max_body", b.max_body);
+    w.num("max_connections", b.max_connections);
+    if (!b.metrics_listen_text.empty())
+        w.str("metrics_listen", b.metrics_listen_text);
     w.end();
 }
 
@@ -400,6 +417,8 @@ dump_heartbeatd(Writer& w, const HeartbeatdConfig& h)
     w.seconds("dead_time", h.dead_time);
     w.strings("vips", h.vips);
     w.strings("notify", h.notify);
+    w.str("notify_script", h.notify_script);
+    w.seconds("notify_timeout", h.notify_timeout);
     w.end();
 }
 

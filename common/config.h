@@ -71,6 +71,8 @@ struct CheckConfig {
     std::string user;      // mysql
     std::string password;  // mysql
     std::string script;    // script: command run by /bin/sh -c
+    std::string key = "sunjammer:heartbeatd";  // memcached canary key
+    std::string notify_script;  // "" = heartbeatd.notify_script
     double interval = 1.0;
     double timeout = 1.0;
     int rise = 2;
@@ -98,6 +100,8 @@ struct PoolConfig {
     int maxqueue = 0;                    // 0 = unlimited
     double queue_timeout = 5.0;
     int retries = 2;
+    double slowstart = 0.0;     // seconds a node ramps up after coming back
+    std::string sticky_cookie;  // cookie balancerd inserts; "" = none
     CheckConfig check;
     std::vector<NodeConfig> nodes;
     int line = 0;
@@ -147,7 +151,20 @@ struct BalancerdConfig {
     std::vector<TcpListenConfig> tcp;
     std::vector<std::string> trusted;  // peers whose X-Forwarded-For counts
     HttpLimits limits;
-    std::string access_log;
+    std::string access_log;  // file path, "syslog", or "" = none
+    double header_timeout = 10.0;     // client request head (408)
+    double idle_timeout = 60.0;       // client keep-alive wait (close)
+    double body_timeout = 60.0;       // whole client request body (408)
+    double connect_timeout = 3.0;     // connect to a node (retry, 503)
+    double server_timeout = 30.0;     // node silent while answering (504)
+    double server_idle_timeout = 2.0; // pooled idle node connection
+    int passive_fall = 3;        // consecutive failures that mark a node down
+    double passive_hold = 10.0;  // seconds a passively downed node rests
+    bool forwarded = false;      // add an RFC 7239 Forwarded header
+    size_t max_body = 0;         // request body limit, 0 = none (413)
+    int max_connections = 10000; // client connections per worker
+    Address metrics_listen;      // Prometheus text endpoint
+    std::string metrics_listen_text;  // "" = none
 };
 
 struct PeerConfig {
@@ -169,6 +186,8 @@ struct HeartbeatdConfig {
     double dead_time = 1.0;
     std::vector<std::string> vips;
     std::vector<std::string> notify;  // daemons told of node states
+    std::string notify_script;        // run on every node state change
+    double notify_timeout = 10.0;     // a notify script is killed after it
 };
 
 struct Config {

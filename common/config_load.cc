@@ -473,6 +473,12 @@ read_check(Group& g, CheckConfig* c)
     g.get_string("user", &c->user);
     g.get_string("password", &c->password);
     g.get_string("script", &c->script);
+    if (g.get_string("key", &c->key) &&
+        (c->key.empty() || c->key.size() > 250 ||
+         c->key.find_first_of(" \t\r\n") != std::string::npos))
+        g.fail_at(*g.find("key"),
+                  "'key' must be 1 to 250 characters without blanks");
+    g.get_string("notify_script", &c->notify_script);
     g.get_seconds("interval", &c->interval, 0.01, 3600);
     g.get_seconds("timeout", &c->timeout, 0.01, 3600);
     g.get_int("rise", &c->rise, 1, 100);
@@ -519,6 +525,11 @@ read_pool(Group& g, PoolConfig* p)
     g.get_int("maxqueue", &p->maxqueue, 0, 1000000);
     g.get_seconds("queue_timeout", &p->queue_timeout, 0, 3600);
     g.get_int("retries", &p->retries, 0, 10);
+    g.get_seconds("slowstart", &p->slowstart, 0, 3600);
+    if (g.get_string("sticky_cookie", &p->sticky_cookie) &&
+        !p->sticky_cookie.empty() && !is_token(p->sticky_cookie))
+        g.fail_at(*g.find("sticky_cookie"),
+                  "'sticky_cookie' must be a cookie name (a token)");
     with_group(g, "check", [&](Group& c) { read_check(c, &p->check); });
     g.get_groups("nodes", [&](Group& n) {
         NodeConfig node;
@@ -671,10 +682,25 @@ read_balancerd(Group& g, BalancerdConfig* b, const PoolMap& pools)
         read_tcp(t, &tcp, pools);
         b->tcp.push_back(std::move(tcp));
     });
-    g.get_strings("trusted", &b->trusted, is_ip_or_network,
-                  "IP addresses or networks such as \"192.0.2.0/24\"");
+    g.get_strings(
+        "trusted", &b->trusted,
+        [](const std::string& s) { return s == "unix" || is_ip_or_network(s); },
+        "\"unix\", IP addresses or networks such as \"192.0.2.0/24\"");
     with_group(g, "limits", [&](Group& l) { read_limits(l, &b->limits); });
     g.get_string("access_log", &b->access_log);
+    g.get_seconds("header_timeout", &b->header_timeout, 0.01, 3600);
+    g.get_seconds("idle_timeout", &b->idle_timeout, 0.01, 86400);
+    g.get_seconds("body_timeout", &b->body_timeout, 0.01, 86400);
+    g.get_seconds("connect_timeout", &b->connect_timeout, 0.01, 3600);
+    g.get_seconds("server_timeout", &b->server_timeout, 0.01, 86400);
+    g.get_seconds("server_idle_timeout", &b->server_idle_timeout, 0, 3600);
+    g.get_int("passive_fall", &b->passive_fall, 0, 1000);
+    g.get_seconds("passive_hold", &b->passive_hold, 0, 86400);
+    g.get_bool("forwarded", &b->forwarded);
+    g.get_size("max_body", &b->max_body, 0, SIZE_MAX);
+    g.get_int("max_connections", &b->max_connections, 1, 1000000);
+    g.get_address("metrics_listen", &b->metrics_listen,
+                  &b->metrics_listen_text, true);
 }
 
 void
@@ -726,6 +752,8 @@ read_heartbeatd(Group& g, HeartbeatdConfig* h)
         "notify", &h->notify,
         [](const std::string& d) { return d == "cached" || d == "balancerd"; },
         "one of cached, balancerd");
+    g.get_string("notify_script", &h->notify_script);
+    g.get_seconds("notify_timeout", &h->notify_timeout, 0.1, 3600);
     if (!h->peers.empty() && h->node.empty())
         g.fail("'node' is required when 'peers' are given");
     if (!h->peers.empty() && h->listen_text.empty())

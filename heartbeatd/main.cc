@@ -1,24 +1,14 @@
-// heartbeatd: health and failover (the heartbeat/keepalived role). This
-// release runs the daemon's lifecycle and control socket with one checker
-// child; the checks themselves arrive with the health-check release.
+// heartbeatd: health and failover (the heartbeat/keepalived role). The
+// privileged parent keeps the node states and tells the other daemons
+// (state.cc); one unprivileged checker child runs the health checks
+// (checker.cc). Heartbeats between peers and address takeover arrive with
+// the failover release.
 
-#include <functional>
 #include <memory>
 
 #include "common/daemon_main.h"
-#include "common/log.h"
-
-namespace {
-
-// The checker child: for now it holds its place in the process tree (so
-// supervision, respawn and shutdown are exercised) and has no work to
-// drain when asked to stop.
-class Checker : public sj::Worker {
-public:
-    void shutdown(std::function<void()> idle) noexcept override { idle(); }
-};
-
-}  // namespace
+#include "heartbeatd/checker.h"
+#include "heartbeatd/state.h"
 
 int
 main(int argc, char** argv)
@@ -27,8 +17,7 @@ main(int argc, char** argv)
     spec.name = "heartbeatd";
     spec.child_role = "checker";
     spec.children = [](const sj::Config&) { return 1; };
-    spec.make_worker = [](sj::WorkerContext&) -> std::unique_ptr<sj::Worker> {
-        return std::make_unique<Checker>();
-    };
+    spec.make_worker = sj::hb::make_checker;
+    spec.make_state = sj::hb::make_state;
     return sj::daemon_main(argc, argv, spec);
 }

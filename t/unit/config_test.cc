@@ -655,11 +655,47 @@ test_parse_size()
     tap::ok(!sj::parse_size("17179869184G", &v), "overflow by unit");
 }
 
+// heartbeatd's check and notify settings (issue 5).
+void
+test_heartbeatd_checks()
+{
+    auto c = sj::parse_config_text(
+        "pools = { mc = { check = { type = \"memcached\"; key = \"sj:k\";\n"
+        "  notify_script = \"/bin/true\"; };\n"
+        "  nodes = ( { name = \"m1\"; address = \"127.0.0.1:11211\"; } ); };\n"
+        "};\n"
+        "heartbeatd = { notify_script = \"/bin/n\"; notify_timeout = 2.5; };\n",
+        "h.conf");
+    const sj::CheckConfig& k = c->pools.at("mc").check;
+    tap::is(k.key, std::string("sj:k"), "check key");
+    tap::is(k.notify_script, std::string("/bin/true"), "check notify_script");
+    tap::is(c->heartbeatd.notify_script, std::string("/bin/n"),
+            "heartbeatd notify_script");
+    tap::is(c->heartbeatd.notify_timeout, 2.5, "notify_timeout");
+    auto d = sj::parse_config_text(sj::dump_config(*c), "dump.conf");
+    tap::is(d->pools.at("mc").check.key, std::string("sj:k"),
+            "key survives dump");
+    tap::is(d->heartbeatd.notify_timeout, 2.5, "notify_timeout survives dump");
+    auto e = sj::parse_config_text("heartbeatd = { };\n", "e.conf");
+    tap::is(e->heartbeatd.notify_timeout, 10.0, "default notify_timeout");
+    tap::is(sj::CheckConfig().key, std::string("sunjammer:heartbeatd"),
+            "default key");
+    expect_error("heartbeatd = {\n  notify_timeout = 0.01;\n};\n",
+                 "t.conf:2: 'notify_timeout' must be between 0.1 and 3600",
+                 "notify_timeout range");
+    expect_error(
+        "pools = { p = { check = {\n  key = \"a b\"; };\n"
+        "  nodes = ( { name = \"n\"; address = \"127.0.0.1:1\"; } ); }; };\n",
+        "t.conf:2: 'key' must be 1 to 250 characters without blanks",
+        "key with a blank");
+}
+
 }  // namespace
 
 int
 main()
 {
+    test_heartbeatd_checks();
     test_full();
     test_defaults();
     test_errors();

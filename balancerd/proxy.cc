@@ -1,0 +1,659 @@
+#include "balancerd/proxy.h"
+
+#include <arpa/inet.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "balancerd/client_conn.h"
+#include "common/check.h"
+#include "common/log.h"
+#include "common/net.h"
+
+namespace sj {
+
+namespace {
+
+bool
+parse_trusted(const std::string& text, TrustedNet* out)
+{
+    if (text == "unix") {
+        out->family = AF_UNIX;
+        return true;
+    }
+    std::string ip = text;
+    int prefix = -1;
+    size_t slash = text.find('/');
+    if (slash != std::string::npos) {
+        ip = text.substr(0, slash);
+        prefix = std::stoi(text.substr(slash + 1));
+    }
+    if (inet_pton(AF_INET, ip.c_str(), out->addr) == 1) {
+        out->family = AF_INET;
+        out->prefix = prefix < 0 ? 32 : prefix;
+        return true;
+    }
+    if (inet_pton(AF_INET6, ip.c_str(), out->addr) == 1) {
+        out->family = AF_INET6;
+        out->prefix = prefix < 0 ? 128 : prefix;
+        return true;
+    }
+    return false;
+}
+
+bool
+prefix_match(const unsigned char* a, const unsigned char* b, int bits) noexcept
+{
+    int i = 0;
+    for (; bits >= 8; bits -= 8, ++i)
+        if (a[i] != b[i])
+            return false;
+    if (bits == 0)
+        return true;
+    unsigned char mask = static_cast<unsigned char>(0xff << (8 - bits));
+    return (a[i] & mask) == (b[i] & mask);
+}
+
+}  // namespace
+
+void
+ServerConn::stop_watchers(struct ev_loop* loop) noexcept
+{
+    ev_io_stop(loop, &rio);
+    ev_io_stop(loop, &wio);
+    ev_timer_stop(loop, &timer);
+}
+
+Proxy::Proxy(WorkerContext& ctx, BalancerState* state)
+    : loop_(ctx.loop), config_(ctx.config), cfg_(&ctx.config->balancerd),
+      table_(state->table()), alog_(ctx.loop, ctx.config->balancerd.access_log)
+{
+    layout_ = state->layout(ctx.generation);
+    CHECK(layout_ != nullptr);
+    node_config_.assign(kMaxNodes, nullptr);
+    idle_.resize(kMaxNodes);
+    for (const auto& [name, pl] : layout_->pools) {
+        auto rt = std::make_unique<PoolRuntime>();
+        rt->layout = &pl;
+        rt->config = pl.config;
+        rt->kind = balance_kind(pl.config->balance);
+        for (size_t i = 0; i < pl.nodes.size(); ++i) {
+            rt->names.push_back(pl.config->nodes[i].name);
+            node_config_[static_cast<size_t>(pl.nodes[i])] =
+                &pl.config->nodes[i];
+        }
+        rt->scratch.resize(pl.nodes.size());
+        pools_.emplace(name, std::move(rt));
+    }
+    http_pool_ = pools_.at(cfg_->pool).get();
+    for (const std::string& t : cfg_->trusted) {
+        TrustedNet n;
+        if (parse_trusted(t, &n))
+            trusted_.push_back(n);
+    }
+    rng_ ^= static_cast<uint64_t>(getpid()) * 0x2545f4914f6cdd1dull;
+    for (const auto& l : ctx.listeners) {
+        const TcpListenConfig* tcp = nullptr;
+        for (const TcpListenConfig& t : cfg_->tcp)
+            if (t.listen.to_string() == l.config.address.to_string())
+                tcp = &t;
+        if (tcp != nullptr) {
+            TcpProxyOptions o;
+            o.connect_timeout = cfg_->connect_timeout;
+            o.retries = config_->pools.at(tcp->pool).retries;
+            tcp_.push_back(
+                std::make_unique<TcpProxy>(loop_, l.fd, *tcp, *this, o));
+            continue;
+        }
+        auto li = std::make_unique<Listener>();
+        li->proxy = this;
+        li->fd = l.fd;
+        li->unix_socket = l.config.address.is_unix();
+        ev_io_init(&li->io, on_accept, l.fd, EV_READ);
+        li->io.data = li.get();
+        ev_io_start(loop_, &li->io);
+        listeners_.push_back(std::move(li));
+    }
+    ev_timer_init(&queue_tick_, on_queue_tick, 0.01, 0.01);
+    queue_tick_.data = this;
+    ev_signal_init(&usr1_, on_usr1, SIGUSR1);
+    usr1_.data = this;
+    ev_signal_start(loop_, &usr1_);
+    ev_prepare_init(&prepare_, on_prepare);
+    prepare_.data = this;
+    ev_prepare_start(loop_, &prepare_);
+}
+
+Proxy::~Proxy()
+{
+    for (auto& l : listeners_)
+        ev_io_stop(loop_, &l->io);
+    for (auto& [p, c] : clients_)
+        c->stop_watchers();
+    for (auto& [p, s] : servers_)
+        s->stop_watchers(loop_);
+    // In-flight slots this worker still holds go back to the table.
+    for (auto& [p, c] : clients_)
+        if (c->node >= 0)
+            NodeTable::release(table_.node(c->node));
+    for (auto& [name, rt] : pools_)
+        for (ClientConn* c : rt->queue) {
+            (void)c;
+            table_.pool(rt->layout->slot).queued.fetch_sub(1);
+        }
+    tcp_.clear();
+    ev_timer_stop(loop_, &queue_tick_);
+    ev_signal_stop(loop_, &usr1_);
+    ev_prepare_stop(loop_, &prepare_);
+    alog_.flush();
+}
+
+bool
+Proxy::trusted(const std::string& ip, bool unix_peer) const noexcept
+{
+    if (unix_peer) {
+        for (const TrustedNet& t : trusted_)
+            if (t.family == AF_UNIX)
+                return true;
+        return false;
+    }
+    unsigned char a[16];
+    int fam = AF_INET;
+    if (inet_pton(AF_INET, ip.c_str(), a) != 1) {
+        if (inet_pton(AF_INET6, ip.c_str(), a) != 1)
+            return false;
+        fam = AF_INET6;
+    }
+    for (const TrustedNet& t : trusted_)
+        if (t.family == fam && prefix_match(a, t.addr, t.prefix))
+            return true;
+    return false;
+}
+
+void
+Proxy::on_accept(struct ev_loop*, ev_io* w, int) noexcept
+{
+    auto* l = static_cast<Listener*>(w->data);
+    l->proxy->accept_from(l);
+}
+
+void
+Proxy::accept_from(Listener* l) noexcept
+{
+    // Workers share the listening socket; a bounded batch keeps one from
+    // starving its own connections.
+    for (int i = 0; i < 64; ++i) {
+        if (clients_.size() >= static_cast<size_t>(cfg_->max_connections))
+            return;
+        sockaddr_storage ss;
+        socklen_t len = sizeof ss;
+        int err = 0;
+        UniqueFd fd = accept_nonblocking(l->fd, &ss, &len, &err);
+        if (!fd) {
+            if (err != EAGAIN && err != ECONNABORTED)
+                log_warn("accept: %s", std::strerror(err));
+            return;
+        }
+        std::string peer =
+            l->unix_socket
+                ? std::string("unix")
+                : format_sockaddr(reinterpret_cast<sockaddr*>(&ss), len);
+        if (!l->unix_socket)
+            set_nodelay(fd.get());
+        auto c = std::make_unique<ClientConn>(this, std::move(fd),
+                                              std::move(peer), l->unix_socket);
+        ClientConn* raw = c.get();
+        clients_.emplace(raw, std::move(c));
+        raw->start();
+    }
+}
+
+void
+Proxy::close_client(ClientConn* c) noexcept
+{
+    if (c->state == ClientConn::State::kClosing && !c->fd)
+        return;
+    c->stop_watchers();
+    if (c->in_queue)
+        dequeue(c);
+    if (c->srv != nullptr) {
+        c->srv->client = nullptr;
+        close_server(c->srv);
+        c->srv = nullptr;
+    }
+    if (c->node >= 0) {
+        NodeTable::release(table_.node(c->node));
+        c->node = -1;
+        queue_dirty_ = true;
+    }
+    c->state = ClientConn::State::kClosing;
+    c->fd.reset();
+    // Freed before the loop next blocks: a callback deeper in the stack
+    // may still hold the pointer.
+    dead_clients_.push_back(c);
+}
+
+void
+Proxy::on_prepare(struct ev_loop*, ev_prepare* w, int) noexcept
+{
+    auto* self = static_cast<Proxy*>(w->data);
+    if (self->queue_dirty_) {
+        self->queue_dirty_ = false;
+        self->serve_queue();
+    }
+    for (ServerConn* s : self->dead_servers_)
+        self->servers_.erase(s);
+    self->dead_servers_.clear();
+    for (ClientConn* c : self->dead_clients_)
+        self->clients_.erase(c);
+    self->dead_clients_.clear();
+    self->maybe_idle();
+}
+
+// ---------------------------------------------------------------- nodes
+
+int
+Proxy::pick_in(PoolRuntime& p, std::string_view key, const int* exclude,
+               size_t nexclude, int sticky, bool* saturated,
+               bool acquire) noexcept
+{
+    int64_t now = mono_ms();
+    const std::vector<int>& slots = p.layout->nodes;
+    bool any_weight_change = false;
+    for (size_t i = 0; i < slots.size(); ++i) {
+        ShmNode& n = table_.node(slots[i]);
+        bool ok = NodeTable::usable(n, now);
+        for (size_t k = 0; k < nexclude && ok; ++k)
+            if (exclude[k] == slots[i])
+                ok = false;
+        int w = n.weight.load(std::memory_order_relaxed);
+        if (p.kind == BalanceKind::kHash)
+            any_weight_change = any_weight_change || false;
+        else if (p.config->slowstart > 0) {
+            int64_t since = n.up_since.load(std::memory_order_relaxed);
+            if (since > 0)
+                w = slowstart_weight(
+                    w, static_cast<double>(now - since) / 1000.0,
+                    p.config->slowstart);
+        }
+        uint32_t active = n.active.load(std::memory_order_relaxed);
+        int32_t max = n.maxconn.load(std::memory_order_relaxed);
+        bool full = max > 0 && active >= static_cast<uint32_t>(max);
+        if (ok && w > 0 && full)
+            *saturated = true;
+        p.scratch[i] = {w, active, ok && !full};
+    }
+    if (sticky >= 0) {
+        BalanceNode& s = p.scratch[static_cast<size_t>(sticky)];
+        if (s.usable && s.weight > 0) {
+            if (!acquire || NodeTable::acquire(table_.node(slots[sticky])))
+                return slots[static_cast<size_t>(sticky)];
+            return -1;  // its node is busy: wait for it in the queue
+        }
+        if (*saturated && s.weight > 0) {
+            ShmNode& n = table_.node(slots[static_cast<size_t>(sticky)]);
+            if (NodeTable::usable(n, now))
+                return -1;
+        }
+    }
+    if (p.kind == BalanceKind::kHash) {
+        std::vector<int> weights(slots.size());
+        for (size_t i = 0; i < slots.size(); ++i)
+            weights[i] = table_.node(slots[i]).weight.load();
+        if (!p.ring.matches(weights))
+            p.ring.build(p.names, weights);
+    }
+    for (size_t tries = 0; tries < slots.size(); ++tries) {
+        int idx;
+        switch (p.kind) {
+        case BalanceKind::kLeastConn:
+            idx = pick_least_conn(p.scratch, &p.rotor);
+            break;
+        case BalanceKind::kRandom:
+            idx = pick_two_choices(p.scratch, &rng_);
+            break;
+        case BalanceKind::kHash:
+            idx = key.empty() ? p.rr.pick(p.scratch)
+                              : p.ring.pick(key, p.scratch);
+            break;
+        default: idx = p.rr.pick(p.scratch); break;
+        }
+        if (idx < 0)
+            return -1;
+        int slot = slots[static_cast<size_t>(idx)];
+        if (!acquire || NodeTable::acquire(table_.node(slot)))
+            return slot;
+        // Another worker took the last slot first.
+        p.scratch[static_cast<size_t>(idx)].usable = false;
+        *saturated = true;
+    }
+    return -1;
+}
+
+int
+Proxy::pick_http(ClientConn& c, bool* saturated) noexcept
+{
+    PoolRuntime& p = *http_pool_;
+    std::string key;
+    if (p.kind == BalanceKind::kHash)
+        key = c.hash_key();
+    int sticky = -1;
+    if (!c.sticky_node.empty())
+        for (size_t i = 0; i < p.names.size(); ++i)
+            if (p.names[i] == c.sticky_node)
+                sticky = static_cast<int>(i);
+    for (size_t k = 0; k < c.nexcluded && sticky >= 0; ++k)
+        if (c.excluded[k] == p.layout->nodes[static_cast<size_t>(sticky)])
+            sticky = -1;
+    int slot = pick_in(p, key, c.excluded, c.nexcluded, sticky, saturated,
+                       true);
+    if (slot >= 0 && !p.config->sticky_cookie.empty())
+        c.insert_cookie = c.sticky_node != table_.node(slot).name;
+    return slot;
+}
+
+ServerConn*
+Proxy::server_for(int node, int* err) noexcept
+{
+    auto& idle = idle_[static_cast<size_t>(node)];
+    while (!idle.empty()) {
+        ServerConn* s = idle.back();
+        idle.pop_back();
+        ev_timer_stop(loop_, &s->timer);
+        ev_io_stop(loop_, &s->rio);
+        s->reused = true;
+        return s;
+    }
+    const NodeConfig* nc = node_config_[static_cast<size_t>(node)];
+    CHECK(nc != nullptr);
+    PendingConnect pc = connect_nonblocking(nc->address, err);
+    if (!pc.fd)
+        return nullptr;
+    auto s = std::make_unique<ServerConn>();
+    ServerConn* raw = s.get();
+    raw->proxy = this;
+    raw->node = node;
+    raw->fd = std::move(pc.fd);
+    raw->connecting = pc.in_progress;
+    ev_io_init(
+        &raw->rio,
+        [](struct ev_loop*, ev_io* w, int) noexcept {
+            auto* sc = static_cast<ServerConn*>(w->data);
+            if (sc->client != nullptr)
+                sc->client->server_readable();
+            else
+                // An idle connection that becomes readable was closed by
+                // the node (or sent bytes nobody asked for).
+                sc->proxy->close_server(sc);
+        },
+        raw->fd.get(), EV_READ);
+    ev_io_init(
+        &raw->wio,
+        [](struct ev_loop*, ev_io* w, int) noexcept {
+            auto* sc = static_cast<ServerConn*>(w->data);
+            if (sc->client != nullptr)
+                sc->client->server_writable();
+            else
+                ev_io_stop(sc->proxy->loop_, w);
+        },
+        raw->fd.get(), EV_WRITE);
+    ev_init(&raw->timer, [](struct ev_loop*, ev_timer* w, int) noexcept {
+        auto* sc = static_cast<ServerConn*>(w->data);
+        if (sc->client != nullptr)
+            sc->client->server_failed(ETIMEDOUT, true);
+        else
+            sc->proxy->close_server(sc);
+    });
+    raw->rio.data = raw->wio.data = raw->timer.data = raw;
+    if (raw->connecting) {
+        ev_io_start(loop_, &raw->wio);
+        raw->timer.repeat = cfg_->connect_timeout;
+        ev_timer_again(loop_, &raw->timer);
+    }
+    servers_.emplace(raw, std::move(s));
+    return raw;
+}
+
+void
+Proxy::park(ServerConn* s) noexcept
+{
+    ShmNode& n = table_.node(s->node);
+    if (shutting_down_ || cfg_->server_idle_timeout <= 0 ||
+        n.admin.load() != static_cast<uint32_t>(AdminState::kEnabled) ||
+        !s->in.empty()) {
+        close_server(s);
+        return;
+    }
+    s->client = nullptr;
+    ev_io_stop(loop_, &s->wio);
+    ev_io_start(loop_, &s->rio);
+    s->timer.repeat = cfg_->server_idle_timeout;
+    ev_timer_again(loop_, &s->timer);
+    s->in.release_memory();
+    idle_[static_cast<size_t>(s->node)].push_back(s);
+}
+
+void
+Proxy::close_server(ServerConn* s) noexcept
+{
+    if (!s->fd)
+        return;
+    s->stop_watchers(loop_);
+    auto& idle = idle_[static_cast<size_t>(s->node)];
+    idle.erase(std::remove(idle.begin(), idle.end(), s), idle.end());
+    s->client = nullptr;
+    s->fd.reset();
+    dead_servers_.push_back(s);
+}
+
+// ---------------------------------------------------------------- queue
+
+void
+Proxy::enqueue(ClientConn* c) noexcept
+{
+    PoolRuntime& p = *http_pool_;
+    c->qpos = p.queue.insert(p.queue.end(), c);
+    c->in_queue = true;
+    table_.pool(p.layout->slot).queued.fetch_add(1);
+    ++queued_;
+    if (!ev_is_active(&queue_tick_))
+        ev_timer_again(loop_, &queue_tick_);
+}
+
+void
+Proxy::dequeue(ClientConn* c) noexcept
+{
+    if (!c->in_queue)
+        return;
+    PoolRuntime& p = *http_pool_;
+    p.queue.erase(c->qpos);
+    c->in_queue = false;
+    table_.pool(p.layout->slot).queued.fetch_sub(1);
+    --queued_;
+    if (queued_ == 0)
+        ev_timer_stop(loop_, &queue_tick_);
+}
+
+void
+Proxy::serve_queue() noexcept
+{
+    PoolRuntime& p = *http_pool_;
+    while (!p.queue.empty()) {
+        ClientConn* c = p.queue.front();
+        bool saturated = false;
+        int n = pick_http(*c, &saturated);
+        if (n >= 0) {
+            c->dispatch(n);
+            continue;
+        }
+        if (!saturated) {
+            // Every node went away while it waited.
+            table_.pool(p.layout->slot).no_node.fetch_add(1);
+            c->error_response(503, "no node available", "no-node", true);
+            continue;
+        }
+        break;
+    }
+}
+
+void
+Proxy::on_queue_tick(struct ev_loop*, ev_timer* w, int) noexcept
+{
+    // Slots freed by other workers, and passive holds that ended, wake
+    // nobody here; look again every tick while requests wait.
+    static_cast<Proxy*>(w->data)->serve_queue();
+}
+
+void
+Proxy::on_usr1(struct ev_loop*, ev_signal* w, int) noexcept
+{
+    static_cast<Proxy*>(w->data)->alog_.reopen();
+}
+
+// ---------------------------------------------------------------- shutdown
+
+void
+Proxy::shutdown(std::function<void()> idle) noexcept
+{
+    shutting_down_ = true;
+    on_idle_ = std::move(idle);
+    for (auto& l : listeners_) {
+        ev_io_stop(loop_, &l->io);
+        ::close(l->fd);
+        l->fd = -1;
+    }
+    std::vector<ClientConn*> waiting;
+    for (auto& [p, c] : clients_)
+        if (c->state == ClientConn::State::kIdle && c->in.empty() &&
+            c->out.empty())
+            waiting.push_back(p);
+    for (ClientConn* c : waiting)
+        close_client(c);
+    for (auto& idle_list : idle_) {
+        std::vector<ServerConn*> v = idle_list;
+        for (ServerConn* s : v)
+            close_server(s);
+    }
+    for (auto& t : tcp_) {
+        ++tcp_busy_;
+        t->shutdown([this] {
+            --tcp_busy_;
+            maybe_idle();
+        });
+    }
+    maybe_idle();
+}
+
+void
+Proxy::maybe_idle() noexcept
+{
+    if (!shutting_down_ || !on_idle_ || tcp_busy_ > 0)
+        return;
+    if (clients_.size() != dead_clients_.size())
+        return;
+    auto done = std::move(on_idle_);
+    on_idle_ = nullptr;
+    alog_.flush();
+    done();
+}
+
+// ---------------------------------------------------------------- TCP
+
+PoolRuntime*
+Proxy::pool_named(const std::string& name) noexcept
+{
+    auto it = pools_.find(name);
+    return it == pools_.end() ? nullptr : it->second.get();
+}
+
+TcpRoute
+Proxy::pick(const std::string& pool, const std::string& route,
+            const std::string& client, int exclude)
+{
+    TcpRoute r;
+    PoolRuntime* p = pool_named(pool);
+    if (p == nullptr)
+        return r;
+    int slot = -1;
+    if (route == "writer") {
+        int64_t now = mono_ms();
+        for (int s : p->layout->nodes) {
+            ShmNode& n = table_.node(s);
+            if (n.writer && s != exclude && NodeTable::usable(n, now))
+                slot = s;
+        }
+    } else {
+        bool saturated = false;
+        std::string key = client;
+        size_t colon = key.rfind(':');
+        if (colon != std::string::npos)
+            key.resize(colon);
+        slot = pick_in(*p, key, &exclude, exclude >= 0 ? 1 : 0, -1,
+                       &saturated, false);
+    }
+    if (slot < 0)
+        return r;
+    const NodeConfig* nc = node_config_[static_cast<size_t>(slot)];
+    r.node = slot;
+    r.address = nc->address;
+    r.name = pool + "/" + nc->name;
+    return r;
+}
+
+void
+Proxy::connect_result(int node, bool ok)
+{
+    if (node < 0 || node >= kMaxNodes)
+        return;
+    if (ok) {
+        table_.passive_success(node);
+        return;
+    }
+    table_.node(node).connect_fails.fetch_add(1);
+    table_.passive_failure(node, cfg_->passive_fall, cfg_->passive_hold,
+                           "connect failed");
+}
+
+void
+Proxy::opened(int node)
+{
+    if (node < 0 || node >= kMaxNodes)
+        return;
+    table_.node(node).active.fetch_add(1);
+    table_.node(node).tcp_conns.fetch_add(1);
+}
+
+void
+Proxy::closed(int node, uint64_t bytes_in, uint64_t bytes_out)
+{
+    if (node < 0 || node >= kMaxNodes)
+        return;
+    ShmNode& n = table_.node(node);
+    NodeTable::release(n);
+    n.bytes_in.fetch_add(bytes_in);
+    n.bytes_out.fetch_add(bytes_out);
+}
+
+uint64_t
+Proxy::writer_epoch(const std::string& pool)
+{
+    PoolRuntime* p = pool_named(pool);
+    return p == nullptr ? 0 : table_.pool(p->layout->slot).writer_epoch.load();
+}
+
+std::unique_ptr<Worker>
+make_proxy(WorkerContext& ctx)
+{
+    auto* state = dynamic_cast<BalancerState*>(ctx.state);
+    if (state == nullptr || !state->layout(ctx.generation)) {
+        log_error("no node table for generation %u", ctx.generation);
+        return nullptr;
+    }
+    return std::make_unique<Proxy>(ctx, state);
+}
+
+}  // namespace sj

@@ -1,0 +1,163 @@
+#pragma once
+// balancerd's worker: accepts HTTP clients on the listeners the parent
+// bound, picks a node of the pool for each request, and relays request and
+// response between the client connection (client_conn.cc) and a node
+// connection (ServerConn, kept alive in a per-node idle pool), with the
+// per-node in-flight limit (maxconn, in shared memory) and a FIFO queue in
+// front of it. Also implements TcpRouter for the TCP mode's relays.
+
+#include <ev.h>
+
+#include <deque>
+#include <list>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "balancerd/access_log.h"
+#include "balancerd/balance.h"
+#include "balancerd/state.h"
+#include "balancerd/tcp_proxy.h"
+#include "balancerd/tcp_router.h"
+#include "common/buffer.h"
+#include "common/daemon_main.h"
+#include "common/http_parser.h"
+#include "common/unique_fd.h"
+
+namespace sj {
+
+class Proxy;
+struct ClientConn;
+
+// A connection to a node. States: connecting -> busy (attached to a
+// client, carrying one request) -> idle (in the node's pool, watched for
+// the node closing it) -> busy ... -> closed. Invariant: client != nullptr
+// exactly when busy or connecting.
+struct ServerConn {
+    Proxy* proxy = nullptr;
+    ClientConn* client = nullptr;
+    UniqueFd fd;
+    int node = -1;  // slot in the node table
+    Buffer in{Buffer::kDefaultLimit};
+    bool connecting = false;
+    bool reused = false;  // carried an earlier request
+    ev_io rio{}, wio{};
+    ev_timer timer{};  // connect, response or idle timeout
+
+    void stop_watchers(struct ev_loop* loop) noexcept;
+};
+
+// Per worker balancing state for one pool of the generation's layout.
+struct PoolRuntime {
+    const PoolLayout* layout = nullptr;
+    const PoolConfig* config = nullptr;
+    BalanceKind kind = BalanceKind::kRoundRobin;
+    SmoothRoundRobin rr;
+    uint32_t rotor = 0;
+    HashRing ring;
+    std::vector<std::string> names;
+    std::vector<BalanceNode> scratch;
+    std::list<ClientConn*> queue;  // waiting for a node, oldest first
+};
+
+// A trusted peer network for X-Forwarded-For.
+struct TrustedNet {
+    int family = 0;  // AF_INET, AF_INET6, or AF_UNIX for "unix"
+    unsigned char addr[16] = {};
+    int prefix = 0;
+};
+
+class Proxy : public Worker, public TcpRouter {
+public:
+    // Starts accepting. Returns through *ok = false (after logging) when
+    // the generation's layout is missing.
+    Proxy(WorkerContext& ctx, BalancerState* state);
+    ~Proxy() override;
+
+    void shutdown(std::function<void()> idle) noexcept override;
+
+    // TcpRouter.
+    TcpRoute pick(const std::string& pool, const std::string& route,
+                  const std::string& client, int exclude) override;
+    void connect_result(int node, bool ok) override;
+    void opened(int node) override;
+    void closed(int node, uint64_t bytes_in, uint64_t bytes_out) override;
+    uint64_t writer_epoch(const std::string& pool) override;
+
+    // For ClientConn.
+    struct ev_loop* loop() const noexcept { return loop_; }
+    const BalancerdConfig& config() const noexcept { return *cfg_; }
+    NodeTable& table() noexcept { return table_; }
+    PoolRuntime& pool() noexcept { return *http_pool_; }
+    AccessLog& access_log() noexcept { return alog_; }
+    bool shutting_down() const noexcept { return shutting_down_; }
+    bool trusted(const std::string& peer_ip, bool unix_peer) const noexcept;
+
+    // Picks a node for `c` and takes an in-flight slot on it. Returns the
+    // slot, or -1 with *saturated set when usable nodes are all at their
+    // maxconn (the request should queue), clear when no node can take it.
+    int pick_http(ClientConn& c, bool* saturated) noexcept;
+    // A connection to `node` for a request: an idle one from the pool
+    // (reused = true) or a new one being connected. nullptr with *err set
+    // when connect() failed at once.
+    ServerConn* server_for(int node, int* err) noexcept;
+    // The request on `s` finished cleanly: keep it for the next one.
+    void park(ServerConn* s) noexcept;
+    void close_server(ServerConn* s) noexcept;
+    // A node slot was released: serve queued requests.
+    void serve_queue() noexcept;
+    void enqueue(ClientConn* c) noexcept;
+    void dequeue(ClientConn* c) noexcept;
+    void close_client(ClientConn* c) noexcept;
+
+private:
+    struct Listener {
+        Proxy* proxy = nullptr;
+        int fd = -1;
+        bool unix_socket = false;
+        ev_io io{};
+    };
+    static void on_accept(struct ev_loop*, ev_io* w, int) noexcept;
+    static void on_queue_tick(struct ev_loop*, ev_timer* w, int) noexcept;
+    static void on_usr1(struct ev_loop*, ev_signal* w, int) noexcept;
+    void accept_from(Listener* l) noexcept;
+    void maybe_idle() noexcept;
+    PoolRuntime* pool_named(const std::string& name) noexcept;
+    int pick_in(PoolRuntime& p, std::string_view key, const int* exclude,
+                size_t nexclude, int sticky, bool* saturated,
+                bool acquire) noexcept;
+
+    struct ev_loop* loop_;
+    std::shared_ptr<const Config> config_;
+    const BalancerdConfig* cfg_;
+    std::shared_ptr<const Layout> layout_;
+    NodeTable table_;
+    std::map<std::string, std::unique_ptr<PoolRuntime>> pools_;
+    PoolRuntime* http_pool_ = nullptr;
+    std::vector<TrustedNet> trusted_;
+    AccessLog alog_;
+    std::vector<std::unique_ptr<Listener>> listeners_;
+    std::map<ClientConn*, std::unique_ptr<ClientConn>> clients_;
+    std::map<ServerConn*, std::unique_ptr<ServerConn>> servers_;
+    std::vector<std::vector<ServerConn*>> idle_;  // by node slot
+    std::vector<std::unique_ptr<TcpProxy>> tcp_;  // TCP mode relays
+    size_t queued_ = 0;
+    uint64_t rng_ = 0x9e3779b97f4a7c15ull;
+    ev_timer queue_tick_{};
+    ev_signal usr1_{};
+    bool shutting_down_ = false;
+    std::function<void()> on_idle_;
+    size_t tcp_busy_ = 0;
+    std::vector<const NodeConfig*> node_config_;  // by node slot
+    std::vector<ClientConn*> dead_clients_;
+    std::vector<ServerConn*> dead_servers_;
+    bool queue_dirty_ = false;
+    ev_prepare prepare_{};
+    static void on_prepare(struct ev_loop*, ev_prepare* w, int) noexcept;
+};
+
+// Builds the worker; nullptr (logged) if the layout is missing.
+std::unique_ptr<Worker> make_proxy(WorkerContext& ctx);
+
+}  // namespace sj
