@@ -70,6 +70,42 @@ format_uptime(const std::string& secs)
     return buf;
 }
 
+// heartbeatd's view of every checked node, from its `show checks` (words:
+// pool/node, type, state, then key=value pairs).
+void
+print_checks(const std::string& run_dir, double timeout)
+{
+    sj::ControlReply reply;
+    std::string err;
+    if (!sj::control_call(run_dir + "/heartbeatd.ctl", "show checks", timeout,
+                          &reply, &err) ||
+        reply.status != 200 || reply.body.empty())
+        return;
+    std::printf("\n%-22s %-9s %-11s %-20s %-5s %-9s %s\n", "NODE", "CHECK",
+                "STATE", "SINCE", "LAST", "LATENCY", "RESULT");
+    size_t pos = 0;
+    while (pos < reply.body.size()) {
+        size_t nl = reply.body.find('\n', pos);
+        if (nl == std::string::npos)
+            nl = reply.body.size();
+        std::vector<std::string> w;
+        if (sj::control_split(reply.body.substr(pos, nl - pos), &w, &err) &&
+            w.size() >= 3) {
+            std::map<std::string, std::string> kv;
+            for (size_t i = 3; i < w.size(); ++i) {
+                size_t eq = w[i].find('=');
+                if (eq != std::string::npos)
+                    kv[w[i].substr(0, eq)] = w[i].substr(eq + 1);
+            }
+            std::printf("%-22s %-9s %-11s %-20s %-5s %-9s %s\n", w[0].c_str(),
+                        w[1].c_str(), w[2].c_str(), kv["since"].c_str(),
+                        kv["last"].c_str(), kv["latency"].c_str(),
+                        kv["result"].c_str());
+        }
+        pos = nl + 1;
+    }
+}
+
 int
 cmd_status(const std::string& run_dir, double timeout)
 {
@@ -93,6 +129,7 @@ cmd_status(const std::string& run_dir, double timeout)
                     kv["pid"].c_str(), format_uptime(kv["uptime"]).c_str(),
                     kv["generation"].c_str(), kv["config"].c_str());
     }
+    print_checks(run_dir, timeout);
     return running > 0 ? 0 : kExitRefused;
 }
 

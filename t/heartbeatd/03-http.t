@@ -147,6 +147,13 @@ cmp_ok(checks()->{'php/php2'}{checks}, '>', $before, 'a check ran');
 ($st, $body) = $hb->ctl('status');
 like($body, qr/^nodes: \d+ up \d+ down/m, 'status counts nodes');
 
+# sjctl status shows heartbeatd's table of checks after the daemons.
+my ($rc, $out) = $t->run($t->binary('sjctl'), '-f', $t->conf_file, 'status');
+like($out, qr/^heartbeatd\s+running\s/m, 'sjctl status: heartbeatd running');
+like($out, qr/^php\/php2\s+http\s+up\s+\S+\s+pass\s+\d+\.\dms\s/m,
+     'sjctl status: the checks table, php2 up');
+like($out, qr/^php\/hole\s+http\s+down\s.*timeout after 0\.5 s/m,
+     'sjctl status: the hole down, with the reason');
 is($hb->stop, 0, 'clean stop');
 $php1->stop;
 $php2->stop;
