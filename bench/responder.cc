@@ -159,8 +159,7 @@ consume(Conn* c)
         off = end + 4;
         std::string_view cl = header_value(head, "content-length");
         if (!cl.empty())
-            c->skip_body = std::strtoull(std::string(cl).c_str(), nullptr,
-                                         10);
+            c->skip_body = std::strtoull(std::string(cl).c_str(), nullptr, 10);
         if (!header_value(head, "transfer-encoding").empty())
             return false;
         std::string_view conn = header_value(head, "connection");
@@ -226,8 +225,9 @@ on_accept(int lfd)
 void
 usage()
 {
-    std::fprintf(stderr, "usage: responder [-a ADDRESS] [-p PORT] "
-                         "[-s BODY_BYTES] [-H 'Name: value']...\n");
+    std::fprintf(stderr,
+                 "usage: responder [-a ADDRESS] [-p PORT] "
+                 "[-s BODY_BYTES] [-H 'Name: value']...\n");
     std::exit(2);
 }
 
@@ -243,21 +243,14 @@ main(int argc, char** argv)
     int opt;
     while ((opt = getopt(argc, argv, "a:p:s:H:h")) != -1) {
         switch (opt) {
-        case 'a':
-            address = optarg;
-            break;
-        case 'p':
-            port = std::atoi(optarg);
-            break;
-        case 's':
-            body_size = std::atol(optarg);
-            break;
+        case 'a': address = optarg; break;
+        case 'p': port = std::atoi(optarg); break;
+        case 's': body_size = std::atol(optarg); break;
         case 'H':
             extra += optarg;
             extra += "\r\n";
             break;
-        default:
-            usage();
+        default: usage();
         }
     }
     if (optind != argc || port <= 0 || port > 65535 || body_size < 0 ||
@@ -267,9 +260,10 @@ main(int argc, char** argv)
     std::string body(static_cast<std::size_t>(body_size), 'x');
     for (std::size_t i = 63; i < body.size(); i += 64)
         body[i] = '\n';
-    g_response = "HTTP/1.1 200 OK\r\nServer: responder\r\n"
-                 "Content-Type: text/plain\r\nContent-Length: " +
-                 std::to_string(body.size()) + "\r\n" + extra + "\r\n" + body;
+    g_response =
+        "HTTP/1.1 200 OK\r\nServer: responder\r\n"
+        "Content-Type: text/plain\r\nContent-Length: " +
+        std::to_string(body.size()) + "\r\n" + extra + "\r\n" + body;
 
     signal(SIGPIPE, SIG_IGN);
     int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
