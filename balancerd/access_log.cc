@@ -70,7 +70,8 @@ AccessLog::flush() noexcept
     if (fd_) {
         size_t off = 0;
         while (off < buf_.size()) {
-            ssize_t n = ::write(fd_.get(), buf_.data() + off, buf_.size() - off);
+            ssize_t n = ::write(fd_.get(), buf_.data() + off,
+                                buf_.size() - off);
             if (n < 0 && errno == EINTR)
                 continue;
             if (n <= 0)

@@ -96,8 +96,8 @@ pick_two_choices(const std::vector<BalanceNode>& nodes, uint64_t* rng) noexcept
         int64_t sum = total;
         if (skip >= 0)
             sum -= nodes[static_cast<size_t>(skip)].weight;
-        int64_t r = static_cast<int64_t>(next_random(rng) %
-                                         static_cast<uint64_t>(sum));
+        int64_t r = static_cast<int64_t>(
+            next_random(rng) % static_cast<uint64_t>(sum));
         for (int k = 0; k < count; ++k) {
             if (idx[k] == skip)
                 continue;
@@ -158,9 +158,9 @@ HashRing::pick(std::string_view key,
     if (points_.empty())
         return -1;
     uint32_t h = static_cast<uint32_t>(balance_hash(key) >> 32);
-    auto it = std::lower_bound(
-        points_.begin(), points_.end(), h,
-        [](const Point& p, uint32_t v) { return p.hash < v; });
+    auto it =
+        std::lower_bound(points_.begin(), points_.end(), h,
+                         [](const Point& p, uint32_t v) { return p.hash < v; });
     size_t start = static_cast<size_t>(it - points_.begin());
     for (size_t k = 0; k < points_.size(); ++k) {
         const Point& p = points_[(start + k) % points_.size()];

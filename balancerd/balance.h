@@ -16,8 +16,8 @@
 namespace sj {
 
 struct BalanceNode {
-    int weight = 0;      // effective weight (after slow start); 0 = none
-    uint32_t active = 0; // requests in flight on the node
+    int weight = 0;       // effective weight (after slow start); 0 = none
+    uint32_t active = 0;  // requests in flight on the node
     bool usable = false;
 };
 

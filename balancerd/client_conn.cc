@@ -31,8 +31,10 @@ bool
 hop_by_hop(std::string_view n) noexcept
 {
     static const char* const kNames[] = {
-        "connection", "keep-alive", "proxy-connection", "te", "trailer",
-        "transfer-encoding", "upgrade", "proxy-authorization",
+        "connection",        "keep-alive",
+        "proxy-connection",  "te",
+        "trailer",           "transfer-encoding",
+        "upgrade",           "proxy-authorization",
         "proxy-authenticate"};
     for (const char* k : kNames)
         if (http_iequals(n, k))
@@ -330,7 +332,8 @@ ClientConn::head_complete() noexcept
 {
     const HttpMessage& m = req.message();
     if (m.upgrade) {
-        error_response(501, "protocol upgrades are not supported", "bad-request");
+        error_response(501, "protocol upgrades are not supported",
+                       "bad-request");
         return false;
     }
     method.assign(m.method());
@@ -513,7 +516,8 @@ ClientConn::try_node() noexcept
         return;
     }
     if (pc.queue_timeout <= 0 ||
-        (pc.maxqueue > 0 && sp.queued.load() >= static_cast<uint32_t>(pc.maxqueue))) {
+        (pc.maxqueue > 0 &&
+         sp.queued.load() >= static_cast<uint32_t>(pc.maxqueue))) {
         sp.queue_full.fetch_add(1, std::memory_order_relaxed);
         error_response(503, "queue full", "queue-full", true);
         return;
@@ -633,14 +637,14 @@ ClientConn::server_failed(int err, bool timeout) noexcept
 {
     ShmNode& sn = proxy->table().node(node);
     const BalancerdConfig& cfg = proxy->config();
-    const char* why = timeout ? "timed out" : err ? std::strerror(err)
-                                                  : "connection closed";
+    const char* why = timeout ? "timed out"
+                      : err   ? std::strerror(err)
+                              : "connection closed";
     if (srv->connecting) {
         sn.connect_fails.fetch_add(1, std::memory_order_relaxed);
         if (timeout)
             sn.timeouts.fetch_add(1, std::memory_order_relaxed);
-        proxy->table().passive_failure(node, cfg.passive_fall,
-                                       cfg.passive_hold,
+        proxy->table().passive_failure(node, cfg.passive_fall, cfg.passive_hold,
                                        timeout ? "connect timeout" : why);
         log_info("%s/%s: connect: %s", sn.pool, sn.name, why);
         retry_or_fail(timeout, why);
@@ -650,9 +654,8 @@ ClientConn::server_failed(int err, bool timeout) noexcept
         if (timeout) {
             sn.timeouts.fetch_add(1, std::memory_order_relaxed);
             sn.errors.fetch_add(1, std::memory_order_relaxed);
-            proxy->table().passive_failure(node, cfg.passive_fall,
-                                           cfg.passive_hold,
-                                           "response timeout");
+            proxy->table().passive_failure(
+                node, cfg.passive_fall, cfg.passive_hold, "response timeout");
             error_response(504, "node did not answer in time",
                            "server-timeout");
             return;

@@ -95,7 +95,7 @@ struct ClientConn {
     std::string target;
     std::string head;  // the rewritten head, kept for a resend
     bool req_chunked = false;
-    bool req_done = false;    // the whole request was read
+    bool req_done = false;      // the whole request was read
     bool req_sent_any = false;  // some bytes reached the node
     bool client_keep = false;
     bool http10 = false;
@@ -128,6 +128,7 @@ struct ClientConn {
     ev_timer timer{};   // header, idle or body timeout
     ev_timer qtimer{};  // queue timeout
     bool reading = false;
+    uint64_t served = 0;  // requests answered on this connection
     bool timing_body = false;
 };
 

@@ -24,9 +24,9 @@ constexpr size_t kWatermark = 256 * 1024;
 bool
 response_hop_by_hop(const HttpMessage& m, std::string_view n) noexcept
 {
-    static const char* const kNames[] = {"connection", "keep-alive",
-                                         "proxy-connection", "te", "trailer",
-                                         "transfer-encoding", "upgrade"};
+    static const char* const kNames[] = {
+        "connection", "keep-alive",        "proxy-connection", "te",
+        "trailer",    "transfer-encoding", "upgrade"};
     for (const char* k : kNames)
         if (http_iequals(n, k))
             return true;
@@ -115,9 +115,8 @@ ClientConn::relay_response() noexcept
     for (;;) {
         if (srv->in.empty() && !resp.done())
             break;
-        size_t used = srv->in.empty()
-                          ? 0
-                          : resp.feed(srv->in.data(), srv->in.size());
+        size_t used =
+            srv->in.empty() ? 0 : resp.feed(srv->in.data(), srv->in.size());
         if (resp.failed()) {
             ShmNode& sn = proxy->table().node(node);
             log_warn("%s/%s: invalid response to %s %s: %s", sn.pool, sn.name,
@@ -267,9 +266,8 @@ ClientConn::finish_request() noexcept
 {
     struct ev_loop* loop = proxy->loop();
     ShmNode& sn = proxy->table().node(node);
-    bool reusable = resp.message().keep_alive && req_done &&
-                    srv->in.empty() && !proxy->shutting_down() &&
-                    !resp.message().upgrade;
+    bool reusable = resp.message().keep_alive && req_done && srv->in.empty() &&
+                    !proxy->shutting_down() && !resp.message().upgrade;
     srv->client = nullptr;
     ev_timer_stop(loop, &srv->timer);
     if (reusable)
@@ -285,8 +283,9 @@ ClientConn::finish_request() noexcept
     while (b < kHistBuckets - 1 && total * 1000.0 > kHistBoundsMs[b])
         ++b;
     sn.hist[b].fetch_add(1, std::memory_order_relaxed);
-    proxy->table().pool(proxy->pool().layout->slot).requests.fetch_add(
-        1, std::memory_order_relaxed);
+    proxy->table()
+        .pool(proxy->pool().layout->slot)
+        .requests.fetch_add(1, std::memory_order_relaxed);
     if (proxy->table().node(node).fails.load(std::memory_order_relaxed))
         proxy->table().passive_success(node);
     if (!req_done)
@@ -483,9 +482,9 @@ ClientConn::log_request() noexcept
         gmtime_r(&secs, &tm);
         char ts[40];
         size_t k = std::strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
-        std::snprintf(ts + k, sizeof ts - k, ".%03dZ",
-                      static_cast<int>((now - static_cast<double>(secs)) *
-                                       1000));
+        std::snprintf(
+            ts + k, sizeof ts - k, ".%03dZ",
+            static_cast<int>((now - static_cast<double>(secs)) * 1000));
         auto sec = [](double v) {
             if (v < 0)
                 return std::string("-");
@@ -524,6 +523,7 @@ ClientConn::log_request() noexcept
         line += end;
         al.write(line);
     }
+    ++served;
     // Per-request fields start again for the next request.
     method.clear();
     target.clear();

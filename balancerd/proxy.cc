@@ -276,9 +276,9 @@ Proxy::pick_in(PoolRuntime& p, std::string_view key, const int* exclude,
         else if (p.config->slowstart > 0) {
             int64_t since = n.up_since.load(std::memory_order_relaxed);
             if (since > 0)
-                w = slowstart_weight(
-                    w, static_cast<double>(now - since) / 1000.0,
-                    p.config->slowstart);
+                w = slowstart_weight(w,
+                                     static_cast<double>(now - since) / 1000.0,
+                                     p.config->slowstart);
         }
         uint32_t active = n.active.load(std::memory_order_relaxed);
         int32_t max = n.maxconn.load(std::memory_order_relaxed);
@@ -526,13 +526,23 @@ Proxy::shutdown(std::function<void()> idle) noexcept
         ::close(l->fd);
         l->fd = -1;
     }
+    // Idle keep-alive connections close now, but a connection accepted
+    // and not yet read from carries a request its client already sent:
+    // read it first, so a reload never drops one.
     std::vector<ClientConn*> waiting;
     for (auto& [p, c] : clients_)
-        if (c->state == ClientConn::State::kIdle && c->in.empty() &&
-            c->out.empty())
+        if (c->state == ClientConn::State::kIdle && c->out.empty())
             waiting.push_back(p);
-    for (ClientConn* c : waiting)
-        close_client(c);
+    for (ClientConn* c : waiting) {
+        if (c->served == 0) {
+            c->on_read();
+            if (c->state == ClientConn::State::kIdle && c->fd)
+                c->arm_timer(cfg_->header_timeout);
+            continue;
+        }
+        if (c->in.empty())
+            close_client(c);
+    }
     for (auto& idle_list : idle_) {
         std::vector<ServerConn*> v = idle_list;
         for (ServerConn* s : v)
@@ -592,8 +602,8 @@ Proxy::pick(const std::string& pool, const std::string& route,
         size_t colon = key.rfind(':');
         if (colon != std::string::npos)
             key.resize(colon);
-        slot = pick_in(*p, key, &exclude, exclude >= 0 ? 1 : 0, -1,
-                       &saturated, false);
+        slot = pick_in(*p, key, &exclude, exclude >= 0 ? 1 : 0, -1, &saturated,
+                       false);
     }
     if (slot < 0)
         return r;

@@ -173,9 +173,8 @@ void
 NodeTable::release(ShmNode& n) noexcept
 {
     uint32_t cur = n.active.load(std::memory_order_relaxed);
-    while (cur > 0 &&
-           !n.active.compare_exchange_weak(cur, cur - 1,
-                                           std::memory_order_acq_rel)) {
+    while (cur > 0 && !n.active.compare_exchange_weak(
+                          cur, cur - 1, std::memory_order_acq_rel)) {
     }
 }
 
@@ -232,9 +231,10 @@ NodeTable::passive_failure(int slot, int fall, double hold,
         char r[96];
         std::snprintf(r, sizeof r, "%u consecutive failures: %s", f, why);
         set_reason(n, r);
-        log_warn("%s/%s: marked down for %gs after %u consecutive failures "
-                 "(%s)",
-                 n.pool, n.name, hold, f, why);
+        log_warn(
+            "%s/%s: marked down for %gs after %u consecutive failures "
+            "(%s)",
+            n.pool, n.name, hold, f, why);
         if (n.writer)
             bump_epoch(pool_slot_of(t_, n));
     }
@@ -344,8 +344,8 @@ BalancerState::configure(std::shared_ptr<const Config> config,
                          unsigned generation, std::string* err)
 {
     if (!region_) {
-        region_ = ShmRegion::create_memfd("balancerd-nodes", sizeof(ShmTable),
-                                          err);
+        region_ =
+            ShmRegion::create_memfd("balancerd-nodes", sizeof(ShmTable), err);
         if (!region_)
             return false;
         auto* t = new (region_.data()) ShmTable;
@@ -392,8 +392,8 @@ BalancerState::configure(std::shared_ptr<const Config> config,
                     s = -1;
                 }
                 if (s < 0) {
-                    *err = "balancerd: more than " +
-                           std::to_string(kMaxNodes) + " nodes";
+                    *err = "balancerd: more than " + std::to_string(kMaxNodes) +
+                           " nodes";
                     return false;
                 }
                 ShmNode& n = t->nodes[s];
@@ -499,13 +499,13 @@ BalancerState::show_pools() const
             if (n.writer)
                 writer = n.name;
         }
-        rows.push_back({name, pl.config->balance,
-                        std::to_string(pl.nodes.size()), std::to_string(up),
-                        std::to_string(active), std::to_string(p.queued.load()),
-                        std::to_string(ld(p.requests)),
-                        std::to_string(ld(p.queue_full)),
-                        std::to_string(ld(p.queue_timeouts)),
-                        std::to_string(ld(p.no_node)), writer});
+        rows.push_back(
+            {name, pl.config->balance, std::to_string(pl.nodes.size()),
+             std::to_string(up), std::to_string(active),
+             std::to_string(p.queued.load()), std::to_string(ld(p.requests)),
+             std::to_string(ld(p.queue_full)),
+             std::to_string(ld(p.queue_timeouts)),
+             std::to_string(ld(p.no_node)), writer});
     }
     return format_columns(rows);
 }
@@ -563,7 +563,8 @@ BalancerState::show_stats() const
                 {name + "/" + n.name, std::to_string(ld(n.requests)),
                  std::to_string(ld(n.errors)), std::to_string(ld(n.retries)),
                  std::to_string(ld(n.connect_fails)),
-                 std::to_string(ld(n.timeouts)), std::to_string(ld(n.status[1])),
+                 std::to_string(ld(n.timeouts)),
+                 std::to_string(ld(n.status[1])),
                  std::to_string(ld(n.status[2])),
                  std::to_string(ld(n.status[3])),
                  std::to_string(ld(n.status[4])),
@@ -622,8 +623,9 @@ BalancerState::metrics() const
         }
     o += "# HELP balancerd_node_up Health: 1 up, 0 down.\n"
          "# TYPE balancerd_node_up gauge\n";
-    std::string active = "# HELP balancerd_node_active Requests in flight.\n"
-                         "# TYPE balancerd_node_active gauge\n";
+    std::string active =
+        "# HELP balancerd_node_active Requests in flight.\n"
+        "# TYPE balancerd_node_active gauge\n";
     std::string hist =
         "# HELP balancerd_response_seconds Time to a complete response.\n"
         "# TYPE balancerd_response_seconds histogram\n";
@@ -644,8 +646,8 @@ BalancerState::metrics() const
                 else
                     std::snprintf(le, sizeof le, "%g",
                                   kHistBoundsMs[i] / 1000.0);
-                hist += "balancerd_response_seconds_bucket{" + lbl +
-                        ",le=\"" + le + "\"} " + std::to_string(cum) + "\n";
+                hist += "balancerd_response_seconds_bucket{" + lbl + ",le=\"" +
+                        le + "\"} " + std::to_string(cum) + "\n";
             }
             char sum[48];
             std::snprintf(sum, sizeof sum, "%.6f",

@@ -59,11 +59,11 @@ struct ShmNode {
     char pool[64];
     char name[64];
     char address[112];
-    std::atomic<uint32_t> admin;   // AdminState
-    std::atomic<uint32_t> up;      // 1 up, 0 down
-    std::atomic<uint32_t> source;  // HealthSource
-    std::atomic<uint32_t> writer;  // 1: the pool's writer (TCP route)
-    std::atomic<int32_t> weight;   // runtime weight
+    std::atomic<uint32_t> admin;         // AdminState
+    std::atomic<uint32_t> up;            // 1 up, 0 down
+    std::atomic<uint32_t> source;        // HealthSource
+    std::atomic<uint32_t> writer;        // 1: the pool's writer (TCP route)
+    std::atomic<int32_t> weight;         // runtime weight
     std::atomic<int32_t> config_weight;  // the weight the config gave
     std::atomic<int32_t> maxconn;        // 0 = unlimited
     std::atomic<uint32_t> active;        // requests (and TCP relays) now

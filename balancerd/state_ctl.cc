@@ -93,9 +93,9 @@ BalancerState::add_commands(ControlServer& control)
             log_notice("%s: %s (control socket, uid %d)", a[0].c_str(),
                        admin_name(static_cast<uint32_t>(st)),
                        static_cast<int>(p.uid));
-            return ControlReply{200, a[0] + ": " +
-                                         admin_name(static_cast<uint32_t>(st)) +
-                                         "\n"};
+            return ControlReply{
+                200,
+                a[0] + ": " + admin_name(static_cast<uint32_t>(st)) + "\n"};
         };
     };
     control.add("node enable", true, admin("enable", AdminState::kEnabled));
@@ -126,8 +126,7 @@ BalancerState::add_commands(ControlServer& control)
         if (!find_node(a[0], &slot, &err))
             return ControlReply{404, err};
         bool up = a[1] == "up";
-        table_.set_health(slot, up, HealthSource::kHeartbeat,
-                          join_words(a, 2));
+        table_.set_health(slot, up, HealthSource::kHeartbeat, join_words(a, 2));
         return ControlReply{200, a[0] + ": " + a[1] + "\n"};
     });
     control.add("node role", true, [this](const Args& a, const ControlPeer&) {
@@ -199,12 +198,12 @@ struct BalancerState::MetricsConn {
             status = 404;
             body = "try /metrics\n";
         }
-        std::string head = "HTTP/1.1 " + std::to_string(status) +
-                           (status == 200 ? " OK" : " Not Found") +
-                           "\r\nContent-Type: text/plain; version=0.0.4\r\n"
-                           "Content-Length: " +
-                           std::to_string(body.size()) +
-                           "\r\nConnection: close\r\n\r\n";
+        std::string head =
+            "HTTP/1.1 " + std::to_string(status) +
+            (status == 200 ? " OK" : " Not Found") +
+            "\r\nContent-Type: text/plain; version=0.0.4\r\n"
+            "Content-Length: " +
+            std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n";
         out.append(head);
         out.append(body);
         flush();

@@ -13,9 +13,9 @@
 namespace sj {
 
 struct TcpRoute {
-    int node = -1;          // index in the router's node table; -1: none
-    Address address;        // where to connect
-    std::string name;       // "pool/node", for logs
+    int node = -1;     // index in the router's node table; -1: none
+    Address address;   // where to connect
+    std::string name;  // "pool/node", for logs
 };
 
 class TcpRouter {

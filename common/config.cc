@@ -338,6 +338,16 @@ dump_listen(Writer& w, const std::vector<ListenConfig>& listen)
         w.begin("tls", '{');
         w.str("certificate", l.tls_config.certificate);
         w.str("key", l.tls_config.key);
+        if (!l.tls_config.sni.empty()) {
+            w.begin("sni", '(');
+            for (const auto& [cert, key] : l.tls_config.sni) {
+                w.begin(nullptr, '{');
+                w.str("certificate", cert);
+                w.str("key", key);
+                w.end();
+            }
+            w.end();
+        }
         w.end();
         w.end();
     }
@@ -357,6 +367,23 @@ dump_cached(Writer& w, const CachedConfig& c)
     w.strings("purge_allow", c.purge_allow);
     dump_limits(w, c.limits);
     w.str("access_log", c.access_log);
+    if (!c.metrics_listen_text.empty())
+        w.str("metrics_listen", c.metrics_listen_text);
+    w.seconds("stale_grace", c.stale_grace);
+    w.seconds("pass_ttl", c.pass_ttl);
+    w.seconds("collapse_wait", c.collapse_wait);
+    w.seconds("header_timeout", c.header_timeout);
+    w.seconds("idle_timeout", c.idle_timeout);
+    w.seconds("connect_timeout", c.connect_timeout);
+    w.seconds("origin_timeout", c.origin_timeout);
+    w.seconds("origin_idle_timeout", c.origin_idle_timeout);
+    w.size("max_body", c.max_body);
+    w.boolean("sort_query", c.sort_query);
+    w.strings("ignore_params", c.ignore_params);
+    w.strings("cookie_paths", c.cookie_paths);
+    w.str("via", c.via);
+    w.seconds("tier_timeout", c.tier_timeout);
+    w.size("tier_max_object", c.tier_max_object);
     w.end();
 }
 

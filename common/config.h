@@ -72,7 +72,7 @@ struct CheckConfig {
     std::string password;  // mysql
     std::string script;    // script: command run by /bin/sh -c
     std::string key = "sunjammer:heartbeatd";  // memcached canary key
-    std::string notify_script;  // "" = heartbeatd.notify_script
+    std::string notify_script;                 // "" = heartbeatd.notify_script
     double interval = 1.0;
     double timeout = 1.0;
     int rise = 2;
@@ -110,6 +110,8 @@ struct PoolConfig {
 struct TlsListenConfig {
     std::string certificate;  // PEM chain
     std::string key;          // PEM private key
+    // Further certificates on the same listener, chosen by SNI (cached).
+    std::vector<std::pair<std::string, std::string>> sni;  // chain, key
 };
 
 struct ListenConfig {
@@ -131,7 +133,25 @@ struct CachedConfig {
     std::string shared_tier;               // pool name, "" = none
     std::vector<std::string> purge_allow;  // addresses allowed to PURGE
     HttpLimits limits;
-    std::string access_log;  // "" = none
+    std::string access_log;             // file path, "syslog", or "" = none
+    Address metrics_listen;             // Prometheus text endpoint
+    std::string metrics_listen_text;    // "" = none
+    double stale_grace = 60.0;          // serve stale this long past freshness
+    double pass_ttl = 30.0;             // an uncacheable key skips collapsing
+    double collapse_wait = 5.0;         // longest wait behind another's fetch
+    double header_timeout = 10.0;       // client request head (408)
+    double idle_timeout = 60.0;         // client keep-alive wait
+    double connect_timeout = 3.0;       // connect to the origin
+    double origin_timeout = 30.0;       // origin silent while answering
+    double origin_idle_timeout = 10.0;  // pooled idle origin connection
+    size_t max_body = 8u << 20;         // request body limit (413)
+    bool sort_query = false;            // cache key: sort query parameters
+    std::vector<std::string> ignore_params;  // dropped from the cache key
+    // Path prefixes under which responses with Set-Cookie may be stored.
+    std::vector<std::string> cookie_paths;
+    std::string via = "sunjammer";      // pseudonym in Via and Cache-Status
+    double tier_timeout = 0.05;         // shared tier request timeout
+    size_t tier_max_object = 1u << 20;  // larger objects stay local
 };
 
 struct TcpListenConfig {
@@ -151,19 +171,19 @@ struct BalancerdConfig {
     std::vector<TcpListenConfig> tcp;
     std::vector<std::string> trusted;  // peers whose X-Forwarded-For counts
     HttpLimits limits;
-    std::string access_log;  // file path, "syslog", or "" = none
-    double header_timeout = 10.0;     // client request head (408)
-    double idle_timeout = 60.0;       // client keep-alive wait (close)
-    double body_timeout = 60.0;       // whole client request body (408)
-    double connect_timeout = 3.0;     // connect to a node (retry, 503)
-    double server_timeout = 30.0;     // node silent while answering (504)
-    double server_idle_timeout = 2.0; // pooled idle node connection
-    int passive_fall = 3;        // consecutive failures that mark a node down
-    double passive_hold = 10.0;  // seconds a passively downed node rests
-    bool forwarded = false;      // add an RFC 7239 Forwarded header
-    size_t max_body = 0;         // request body limit, 0 = none (413)
-    int max_connections = 10000; // client connections per worker
-    Address metrics_listen;      // Prometheus text endpoint
+    std::string access_log;            // file path, "syslog", or "" = none
+    double header_timeout = 10.0;      // client request head (408)
+    double idle_timeout = 60.0;        // client keep-alive wait (close)
+    double body_timeout = 60.0;        // whole client request body (408)
+    double connect_timeout = 3.0;      // connect to a node (retry, 503)
+    double server_timeout = 30.0;      // node silent while answering (504)
+    double server_idle_timeout = 2.0;  // pooled idle node connection
+    int passive_fall = 3;         // consecutive failures that mark a node down
+    double passive_hold = 10.0;   // seconds a passively downed node rests
+    bool forwarded = false;       // add an RFC 7239 Forwarded header
+    size_t max_body = 0;          // request body limit, 0 = none (413)
+    int max_connections = 10000;  // client connections per worker
+    Address metrics_listen;       // Prometheus text endpoint
     std::string metrics_listen_text;  // "" = none
 };
 

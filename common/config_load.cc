@@ -597,6 +597,14 @@ read_listen(Group& g, std::vector<ListenConfig>* out, bool allow_tls)
                     t.require("certificate");
                 if (!t.get_string("key", &l.tls_config.key))
                     t.require("key");
+                t.get_groups("sni", [&](Group& sg) {
+                    std::string cert, key;
+                    if (!sg.get_string("certificate", &cert))
+                        sg.require("certificate");
+                    if (!sg.get_string("key", &key))
+                        sg.require("key");
+                    l.tls_config.sni.emplace_back(cert, key);
+                });
             });
             lg.finish();
         } else {
@@ -657,6 +665,30 @@ read_cached(Group& g, CachedConfig* c, const PoolMap& pools)
                   "IP addresses or networks such as \"192.0.2.0/24\"");
     with_group(g, "limits", [&](Group& l) { read_limits(l, &c->limits); });
     g.get_string("access_log", &c->access_log);
+    g.get_address("metrics_listen", &c->metrics_listen, &c->metrics_listen_text,
+                  true);
+    g.get_seconds("stale_grace", &c->stale_grace, 0, 365 * 86400.0);
+    g.get_seconds("pass_ttl", &c->pass_ttl, 0, 86400);
+    g.get_seconds("collapse_wait", &c->collapse_wait, 0, 300);
+    g.get_seconds("header_timeout", &c->header_timeout, 0.01, 3600);
+    g.get_seconds("idle_timeout", &c->idle_timeout, 0.01, 86400);
+    g.get_seconds("connect_timeout", &c->connect_timeout, 0.01, 3600);
+    g.get_seconds("origin_timeout", &c->origin_timeout, 0.01, 86400);
+    g.get_seconds("origin_idle_timeout", &c->origin_idle_timeout, 0, 3600);
+    g.get_size("max_body", &c->max_body, 0, SIZE_MAX);
+    g.get_bool("sort_query", &c->sort_query);
+    g.get_strings("ignore_params", &c->ignore_params, is_any_string,
+                  "query parameter names");
+    g.get_strings(
+        "cookie_paths", &c->cookie_paths,
+        [](const std::string& s) { return !s.empty() && s[0] == '/'; },
+        "path prefixes starting with '/'");
+    g.get_string("via", &c->via);
+    if (c->via.empty() ||
+        c->via.find_first_of(" \t\r\n,;\"") != std::string::npos)
+        g.fail_at(*g.find("via"), "'via' must be a token such as \"cache1\"");
+    g.get_seconds("tier_timeout", &c->tier_timeout, 0.001, 10);
+    g.get_size("tier_max_object", &c->tier_max_object, 1, 1u << 30);
 }
 
 void
@@ -699,8 +731,8 @@ read_balancerd(Group& g, BalancerdConfig* b, const PoolMap& pools)
     g.get_bool("forwarded", &b->forwarded);
     g.get_size("max_body", &b->max_body, 0, SIZE_MAX);
     g.get_int("max_connections", &b->max_connections, 1, 1000000);
-    g.get_address("metrics_listen", &b->metrics_listen,
-                  &b->metrics_listen_text, true);
+    g.get_address("metrics_listen", &b->metrics_listen, &b->metrics_listen_text,
+                  true);
 }
 
 void

@@ -36,7 +36,8 @@ test_round_robin()
     }
     tap::ok(count[0] == 5 && count[1] == 1 && count[2] == 1,
             "smooth wrr: 5/1/1 over one cycle");
-    tap::is(seq, std::string("aabacaa"), "smooth wrr interleaves (nginx order)");
+    tap::is(seq, std::string("aabacaa"),
+            "smooth wrr interleaves (nginx order)");
     auto m = nodes({3, 0, 2});
     std::vector<int> c2(3);
     for (int i = 0; i < 5000; ++i)
@@ -66,8 +67,7 @@ test_least_conn()
     std::vector<int> c(3);
     for (int i = 0; i < 300; ++i)
         ++c[static_cast<size_t>(sj::pick_least_conn(n, &rotor))];
-    tap::ok(c[0] == 100 && c[1] == 100 && c[2] == 100,
-            "leastconn ties rotate");
+    tap::ok(c[0] == 100 && c[1] == 100 && c[2] == 100, "leastconn ties rotate");
     n[1].weight = 0;
     for (int i = 0; i < 50; ++i)
         if (sj::pick_least_conn(n, &rotor) == 1)
@@ -115,7 +115,8 @@ test_hash_ring()
     }
     tap::ok(c[0] > 7000 && c[1] > 7000 && c[2] > 7000,
             "ring spreads keys over equal nodes");
-    tap::is(ring.pick("/page/17", n), before["/page/17"], "same key, same node");
+    tap::is(ring.pick("/page/17", n), before["/page/17"],
+            "same key, same node");
     // Adding a node moves only about a quarter of the keys, all to it.
     std::vector<std::string> names4 = {"php1", "php2", "php3", "php4"};
     sj::HashRing ring4;
@@ -130,8 +131,8 @@ test_hash_ring()
                 ++moved_elsewhere;
         }
     }
-    tap::ok(moved > 4500 && moved < 10500, "adding a node moves ~1/4 keys (" +
-                                               std::to_string(moved) + ")");
+    tap::ok(moved > 4500 && moved < 10500,
+            "adding a node moves ~1/4 keys (" + std::to_string(moved) + ")");
     tap::is(moved_elsewhere, 0, "moved keys all go to the new node");
     // A down node's keys go elsewhere; the others stay.
     n[1].usable = false;

@@ -266,6 +266,69 @@ test_defaults()
             "a lone listen address is a list of one");
 }
 
+// balancerd's balancing settings: values read, defaults, ranges, dump.
+void
+test_balancerd_settings()
+{
+    std::string pools = std::string(kPools) + "};\n";  // lines 1-4
+    auto c = sj::parse_config_text(
+        "pools = { php = { slowstart = 4.5; sticky_cookie = \"SJNODE\";\n"
+        "  nodes = ( { name = \"a\"; address = \"127.0.0.1:1\"; } ); }; };\n"
+        "balancerd = { listen = \"*:1\"; pool = \"php\";\n"
+        "  trusted = [ \"unix\", \"10.0.0.0/8\" ]; header_timeout = 2.0;\n"
+        "  idle_timeout = 3.0; body_timeout = 4.0; connect_timeout = 0.5;\n"
+        "  server_timeout = 6.0; server_idle_timeout = 0.0;\n"
+        "  passive_fall = 5; passive_hold = 7.0; forwarded = true;\n"
+        "  max_body = \"1M\"; max_connections = 100;\n"
+        "  metrics_listen = \"127.0.0.1:9102\"; };\n",
+        "t.conf");
+    const sj::BalancerdConfig& b = c->balancerd;
+    const sj::PoolConfig& p = c->pools.at("php");
+    tap::ok(p.slowstart == 4.5 && p.sticky_cookie == "SJNODE",
+            "pool slowstart and sticky_cookie");
+    tap::ok(b.trusted.size() == 2 && b.trusted[0] == "unix",
+            "trusted accepts unix");
+    tap::ok(b.header_timeout == 2.0 && b.idle_timeout == 3.0 &&
+                b.body_timeout == 4.0 && b.connect_timeout == 0.5 &&
+                b.server_timeout == 6.0 && b.server_idle_timeout == 0.0,
+            "balancerd timeouts");
+    tap::ok(b.passive_fall == 5 && b.passive_hold == 7.0 && b.forwarded,
+            "passive health and forwarded");
+    tap::ok(b.max_body == (1u << 20) && b.max_connections == 100,
+            "max_body and max_connections");
+    tap::is(b.metrics_listen_text, std::string("127.0.0.1:9102"),
+            "metrics_listen");
+    // The dump's first line names the file it came from.
+    auto body = [](const std::string& d) { return d.substr(d.find('\n')); };
+    auto again = sj::parse_config_text(sj::dump_config(*c), "t.conf");
+    tap::is(body(sj::dump_config(*again)), body(sj::dump_config(*c)),
+            "balancerd settings survive a dump");
+    auto d = sj::parse_config_text(pools + "balancerd = { listen = \"*:1\"; "
+                                           "pool = \"php\"; };\n",
+                                   "t.conf");
+    tap::ok(d->balancerd.connect_timeout == 3.0 &&
+                d->balancerd.server_timeout == 30.0 &&
+                d->balancerd.passive_fall == 3 &&
+                d->balancerd.metrics_listen_text.empty() &&
+                d->pools.at("php").slowstart == 0.0 &&
+                d->pools.at("php").sticky_cookie.empty(),
+            "balancerd defaults");
+    expect_error(pools + "balancerd = { listen = \"*:1\"; pool = \"php\";\n"
+                         "  connect_timeout = 0.0; };\n",
+                 "t.conf:6: 'connect_timeout' must be between 0.01 and 3600",
+                 "connect_timeout range");
+    expect_error(pools + "balancerd = { listen = \"*:1\"; pool = \"php\";\n"
+                         "  trusted = [ \"local\" ]; };\n",
+                 "t.conf:6: 'trusted' entries must be \"unix\", IP addresses "
+                 "or networks such as \"192.0.2.0/24\"",
+                 "trusted must be unix or networks");
+    expect_error("pools = { php = { sticky_cookie = \"a b\";\n"
+                 "  nodes = ( { name = \"a\"; address = \"127.0.0.1:1\"; } ); "
+                 "}; };\n",
+                 "t.conf:1: 'sticky_cookie' must be a cookie name (a token)",
+                 "sticky_cookie must be a token");
+}
+
 void
 test_errors()
 {
@@ -699,6 +762,7 @@ main()
     test_full();
     test_defaults();
     test_errors();
+    test_balancerd_settings();
     test_files();
     test_sample();
     test_dump();
