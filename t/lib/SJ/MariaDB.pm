@@ -87,7 +87,8 @@ sub start_pair {
     my $self = bless { servers => [] }, $class;
     for my $id (1, 2) {
         push @{ $self->{servers} }, SJ::MariaDB::Server->new(
-            dir => $dir, id => $id, increment => 2, args => $o{args});
+            dir => $dir, id => $id, increment => 2, args => $o{args},
+            $o{ports} ? (port => $o{ports}[$id - 1]) : ());
     }
     my ($s0, $s1) = @{ $self->{servers} };
     # Initialise once and copy: the bootstrap is most of the start-up time,
