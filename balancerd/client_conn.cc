@@ -26,61 +26,22 @@ namespace {
 // much: backpressure without buffering whole messages.
 constexpr size_t kWatermark = 256 * 1024;
 
-// RFC 9110 §7.6.1: fields that concern only one hop, never forwarded.
-bool
-hop_by_hop(std::string_view n) noexcept
-{
-    static const char* const kNames[] = {
-        "connection",        "keep-alive",
-        "proxy-connection",  "te",
-        "trailer",           "transfer-encoding",
-        "upgrade",           "proxy-authorization",
-        "proxy-authenticate"};
-    for (const char* k : kNames)
-        if (http_iequals(n, k))
-            return true;
-    return false;
-}
-
-// Whether `name` is one of the comma-separated tokens of the Connection
-// fields of `m`.
-bool
-named_in_connection(const HttpMessage& m, std::string_view name) noexcept
-{
-    for (size_t i = 0; i < m.header_count(); ++i) {
-        if (!http_iequals(m.header_name(i), "connection"))
-            continue;
-        std::string_view v = m.header_value(i);
-        while (!v.empty()) {
-            size_t c = v.find(',');
-            std::string_view tok = v.substr(0, c);
-            while (!tok.empty() && (tok.front() == ' ' || tok.front() == '\t'))
-                tok.remove_prefix(1);
-            while (!tok.empty() && (tok.back() == ' ' || tok.back() == '\t'))
-                tok.remove_suffix(1);
-            if (http_iequals(tok, name))
-                return true;
-            if (c == std::string_view::npos)
-                break;
-            v.remove_prefix(c + 1);
-        }
-    }
-    return false;
-}
-
-bool
-skip_field(const HttpMessage& m, std::string_view n) noexcept
-{
-    return hop_by_hop(n) || named_in_connection(m, n);
-}
-
+// Appends "name: value\r\n" with one size change of `s` (its capacity
+// carries over from request to request), not four appends.
 void
 put(std::string* s, std::string_view name, std::string_view value)
 {
-    s->append(name);
-    s->append(": ");
-    s->append(value);
-    s->append("\r\n");
+    size_t at = s->size();
+    s->resize(at + name.size() + value.size() + 4);
+    char* w = s->data() + at;
+    std::memcpy(w, name.data(), name.size());
+    w += name.size();
+    *w++ = ':';
+    *w++ = ' ';
+    std::memcpy(w, value.data(), value.size());
+    w += value.size();
+    *w++ = '\r';
+    *w = '\n';
 }
 
 bool
@@ -110,7 +71,100 @@ append_chunked(Buffer* b, const std::vector<std::string_view>& spans,
         *ok = *ok && b->append("\r\n", 2);
 }
 
+// Calls f(token) for each comma-separated token of a Connection value.
+template <typename F>
+void
+for_each_token(std::string_view v, F f) noexcept
+{
+    while (!v.empty()) {
+        size_t c = v.find(',');
+        std::string_view tok = v.substr(0, c);
+        while (!tok.empty() && (tok.front() == ' ' || tok.front() == '\t'))
+            tok.remove_prefix(1);
+        while (!tok.empty() && (tok.back() == ' ' || tok.back() == '\t'))
+            tok.remove_suffix(1);
+        if (!tok.empty())
+            f(tok);
+        if (c == std::string_view::npos)
+            break;
+        v.remove_prefix(c + 1);
+    }
+}
+
 }  // namespace
+
+bool
+http_hop_by_hop(std::string_view n, bool request) noexcept
+{
+    using namespace std::string_view_literals;
+    // By length first: most fields are none of these and cost one switch.
+    switch (n.size()) {
+    case 2: return http_iequals(n, "te"sv);
+    case 7: return http_iequals(n, "trailer"sv) || http_iequals(n, "upgrade"sv);
+    case 10:
+        return http_iequals(n, "connection"sv) ||
+               http_iequals(n, "keep-alive"sv);
+    case 16: return http_iequals(n, "proxy-connection"sv);
+    case 17: return http_iequals(n, "transfer-encoding"sv);
+    case 18: return request && http_iequals(n, "proxy-authenticate"sv);
+    case 19: return request && http_iequals(n, "proxy-authorization"sv);
+    default: return false;
+    }
+}
+
+HopFilter::HopFilter(const HttpMessage& m, bool request) noexcept
+    : m_(m), request_(request)
+{
+    using namespace std::string_view_literals;
+    for (size_t i = 0; i < m.header_count(); ++i) {
+        std::string_view n = m.header_name(i);
+        if (n.size() != 10 || !http_iequals(n, "connection"sv))
+            continue;
+        for_each_token(m.header_value(i), [this](std::string_view tok) {
+            if (ntokens_ < kMaxTokens)
+                tokens_[ntokens_++] = tok;
+            else
+                overflow_ = true;
+        });
+    }
+}
+
+bool
+HopFilter::skip(std::string_view n) const noexcept
+{
+    if (http_hop_by_hop(n, request_))
+        return true;
+    for (size_t i = 0; i < ntokens_; ++i)
+        if (http_iequals(tokens_[i], n))
+            return true;
+    if (!overflow_)
+        return false;
+    bool named = false;
+    for (size_t i = 0; i < m_.header_count() && !named; ++i)
+        if (http_iequals(m_.header_name(i), "connection"))
+            for_each_token(m_.header_value(i), [&](std::string_view tok) {
+                named = named || http_iequals(tok, n);
+            });
+    return named;
+}
+
+bool
+append_last_chunk(Buffer* b, const HttpMessage& m)
+{
+    if (m.trailer_count() == 0)
+        return b->append("0\r\n\r\n", 5);
+    // The parser has refused framing fields in the trailer section
+    // already (RFC 9110 §6.5.1); fields for one hop stay on that hop, and
+    // http_write_header refuses anything that could split the message.
+    std::string t = "0\r\n";
+    for (size_t i = 0; i < m.trailer_count(); ++i) {
+        std::string_view n = m.trailer_name(i);
+        if (!http_hop_by_hop(n, true))
+            (void)http_write_header(&t, n, m.trailer_value(i));
+    }
+    http_end_head(&t);
+    return b->append(t);
+}
 
 ClientConn::ClientConn(Proxy* p, UniqueFd s, std::string pr, bool u)
     : proxy(p), fd(std::move(s)), peer(std::move(pr)), unix_peer(u),
@@ -156,7 +210,10 @@ ClientConn::start() noexcept
     ev_init(&qtimer, [](struct ev_loop*, ev_timer* w, int) noexcept {
         static_cast<ClientConn*>(w->data)->on_queue_timeout();
     });
-    rio.data = wio.data = timer.data = qtimer.data = this;
+    ev_init(&stimer, [](struct ev_loop*, ev_timer* w, int) noexcept {
+        static_cast<ClientConn*>(w->data)->on_send_timeout();
+    });
+    rio.data = wio.data = timer.data = qtimer.data = stimer.data = this;
     reading = true;
     ev_io_start(loop, &rio);
     arm_timer(proxy->config().idle_timeout);
@@ -170,6 +227,7 @@ ClientConn::stop_watchers() noexcept
     ev_io_stop(loop, &wio);
     ev_timer_stop(loop, &timer);
     ev_timer_stop(loop, &qtimer);
+    ev_timer_stop(loop, &stimer);
 }
 
 void
@@ -188,7 +246,11 @@ ClientConn::update_client_read() noexcept
     case State::kHead: want = in.room() > 0; break;
     case State::kQueued:
     case State::kForward:
-        want = !req_done && req_out.size() < kWatermark && in.room() > 0;
+        // After the whole request, reading goes on into `in`, where the
+        // next pipelined request waits unparsed (and a close is seen at
+        // once): stopping the watcher here and starting it again after
+        // the response would cost a system call per request.
+        want = in.room() > 0 && (req_done || req_out.size() < kWatermark);
         break;
     default: want = false;
     }
@@ -213,7 +275,7 @@ ClientConn::on_read() noexcept
             proxy->close_client(this);
             return;
         }
-        if (req_done && state == State::kForward) {
+        if (req_done && (state == State::kForward || state == State::kQueued)) {
             // Half-closed after a complete request: answer it, then close.
             close_after = true;
             client_keep = false;
@@ -267,13 +329,14 @@ ClientConn::process() noexcept
                 if (req.done())
                     req_done = true;
                 if (req_done && req_chunked)
-                    ok = ok && req_out.append("0\r\n\r\n", 5);
+                    ok = ok && append_last_chunk(&req_out, req.message());
                 if (!ok) {
                     error_response(500, "request buffer overflow", "error");
                     return;
                 }
-                if (req_done)
-                    ev_timer_stop(proxy->loop(), &timer);
+                // A timer left running once the request is read does
+                // nothing when it fires (on_timer), and the next request
+                // re-arms it: cheaper than a stop and a start each time.
                 try_node();
                 break;
             }
@@ -312,9 +375,8 @@ ClientConn::feed_body() noexcept
         bytes_in += used;
         if (req.done()) {
             req_done = true;
-            ev_timer_stop(proxy->loop(), &timer);
             if (req_chunked)
-                ok = ok && req_out.append("0\r\n\r\n", 5);
+                ok = ok && append_last_chunk(&req_out, req.message());
         }
         if (!ok) {
             error_response(500, "request buffer overflow", "error");
@@ -375,9 +437,10 @@ ClientConn::build_request_head() noexcept
     std::string xff, xfp, xfh, fwd;
     std::string_view host;
     bool have_host = false;
+    HopFilter hop(m, true);
     for (size_t i = 0; i < m.header_count(); ++i) {
         std::string_view n = m.header_name(i), v = m.header_value(i);
-        if (skip_field(m, n))
+        if (hop.skip(n))
             continue;
         if (http_iequals(n, "x-forwarded-for")) {
             if (trusted) {
@@ -635,6 +698,14 @@ ClientConn::server_writable() noexcept
 void
 ClientConn::server_failed(int err, bool timeout) noexcept
 {
+    if (timeout && !srv->connecting && !out.empty() &&
+        !ev_is_active(&srv->rio)) {
+        // The node is not read because the client does not take the
+        // response: the node is not the one being slow (send_timeout
+        // deals with the client).
+        ev_timer_again(proxy->loop(), &srv->timer);
+        return;
+    }
     ShmNode& sn = proxy->table().node(node);
     const BalancerdConfig& cfg = proxy->config();
     const char* why = timeout ? "timed out"
@@ -719,10 +790,13 @@ ClientConn::retry_or_fail(bool timeout, const char* why) noexcept
             return;
         }
     }
+    // As HAProxy does: 503 whenever no node could be connected to, a
+    // timeout included; 504 is kept for a node that took the request and
+    // then did not answer.
     std::string text = std::string("no node could take the request (") + why +
                        ")";
-    error_response(timeout ? 504 : 503, text.c_str(),
-                   timeout ? "connect-timeout" : "connect-failed", !timeout);
+    error_response(503, text.c_str(),
+                   timeout ? "connect-timeout" : "connect-failed", true);
 }
 
 }  // namespace sj

@@ -42,6 +42,7 @@ struct ClientConn {
     void on_writable() noexcept;
     void on_timer() noexcept;
     void on_queue_timeout() noexcept;
+    void on_send_timeout() noexcept;
     // A node slot was found for the queued request.
     void dispatch(int node) noexcept;
     // From the node connection.
@@ -127,9 +128,41 @@ struct ClientConn {
     ev_io rio{}, wio{};
     ev_timer timer{};   // header, idle or body timeout
     ev_timer qtimer{};  // queue timeout
+    // Runs while `out` holds bytes the client did not take; checks
+    // last_sent lazily, so a write costs no timer update.
+    ev_timer stimer{};
+    double last_sent = 0;  // when the client last accepted a byte
     bool reading = false;
     uint64_t served = 0;  // requests answered on this connection
     bool timing_body = false;
 };
+
+// The fields of one message that stay on their hop: the fixed hop-by-hop
+// names (RFC 9110 §7.6.1) and the tokens of the message's Connection
+// fields, collected in one pass so that filtering a head costs one scan
+// of it rather than one per field. `m` must outlive the filter. Requests
+// also drop Proxy-Authorization and Proxy-Authenticate.
+class HopFilter {
+public:
+    HopFilter(const HttpMessage& m, bool request) noexcept;
+    bool skip(std::string_view name) const noexcept;
+
+private:
+    static constexpr size_t kMaxTokens = 16;
+    const HttpMessage& m_;
+    bool request_;
+    bool overflow_ = false;  // more tokens than kept: look them up again
+    size_t ntokens_ = 0;
+    std::string_view tokens_[kMaxTokens];
+};
+
+// Whether `name` is one of the fixed hop-by-hop field names; `request`
+// adds the proxy authentication fields.
+bool http_hop_by_hop(std::string_view name, bool request) noexcept;
+
+// Appends the last chunk of a chunked body and the trailer section of
+// `m` (its trailers, less hop-by-hop fields and any the writer refuses).
+// False if `b` is over its limit.
+bool append_last_chunk(Buffer* b, const HttpMessage& m);
 
 }  // namespace sj

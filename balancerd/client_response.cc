@@ -9,6 +9,8 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <initializer_list>
+#include <string_view>
 
 #include "balancerd/client_conn.h"
 #include "balancerd/proxy.h"
@@ -20,35 +22,52 @@ namespace sj {
 namespace {
 
 constexpr size_t kWatermark = 256 * 1024;
+// Largest buffer an idle keep-alive connection keeps.
+constexpr size_t kKeepCapacity = 32 * 1024;
 
+// Appends the pieces to `b`; false (and `b` possibly partly written) when
+// the buffer is over its limit.
 bool
-response_hop_by_hop(const HttpMessage& m, std::string_view n) noexcept
+put_all(Buffer* b, std::initializer_list<std::string_view> parts) noexcept
 {
-    static const char* const kNames[] = {
-        "connection", "keep-alive",        "proxy-connection", "te",
-        "trailer",    "transfer-encoding", "upgrade"};
-    for (const char* k : kNames)
-        if (http_iequals(n, k))
-            return true;
-    for (size_t i = 0; i < m.header_count(); ++i) {
-        if (!http_iequals(m.header_name(i), "connection"))
-            continue;
-        std::string_view v = m.header_value(i);
-        while (!v.empty()) {
-            size_t c = v.find(',');
-            std::string_view tok = v.substr(0, c);
-            while (!tok.empty() && tok.front() == ' ')
-                tok.remove_prefix(1);
-            while (!tok.empty() && tok.back() == ' ')
-                tok.remove_suffix(1);
-            if (http_iequals(tok, n))
-                return true;
-            if (c == std::string_view::npos)
-                break;
-            v.remove_prefix(c + 1);
-        }
+    size_t total = 0;
+    for (std::string_view p : parts)
+        total += p.size();
+    if (!b->ensure(total))
+        return false;
+    char* w = b->write_ptr();
+    for (std::string_view p : parts) {
+        std::memcpy(w, p.data(), p.size());
+        w += p.size();
     }
-    return false;
+    b->commit(total);
+    return true;
+}
+
+// Appends the fields of `m` that are not hop-by-hop, as "name: value".
+bool
+put_fields(Buffer* b, const HttpMessage& m) noexcept
+{
+    HopFilter hop(m, false);
+    bool ok = true;
+    for (size_t i = 0; i < m.header_count() && ok; ++i) {
+        std::string_view n = m.header_name(i);
+        if (!hop.skip(n))
+            ok = put_all(b, {n, ": ", m.header_value(i), "\r\n"});
+    }
+    return ok;
+}
+
+// "HTTP/1.1 NNN reason\r\n"; a missing reason gets the standard phrase.
+bool
+put_status_line(Buffer* b, int status, std::string_view reason) noexcept
+{
+    char code[4] = {static_cast<char>('0' + status / 100 % 10),
+                    static_cast<char>('0' + status / 10 % 10),
+                    static_cast<char>('0' + status % 10), ' '};
+    if (reason.empty())
+        reason = http_reason_phrase(status);
+    return put_all(b, {"HTTP/1.1 ", std::string_view(code, 4), reason, "\r\n"});
 }
 
 int
@@ -137,14 +156,11 @@ ClientConn::relay_response() noexcept
                 // RFC 9110 §15.2: an HTTP/1.0 client gets no 1xx.
                 if (!http10) {
                     const HttpMessage& m = resp.message();
-                    std::string h = "HTTP/1.1 " + std::to_string(st) + " " +
-                                    std::string(m.reason()) + "\r\n";
-                    for (size_t i = 0; i < m.header_count(); ++i)
-                        if (!response_hop_by_hop(m, m.header_name(i)))
-                            h += std::string(m.header_name(i)) + ": " +
-                                 std::string(m.header_value(i)) + "\r\n";
-                    h += "\r\n";
-                    out.append(h);
+                    if (!put_status_line(&out, st, m.reason()) ||
+                        !put_fields(&out, m) || !out.append("\r\n", 2)) {
+                        abort("client-slow");
+                        return false;
+                    }
                 }
                 srv->in.consume(used);
                 resp.reset();
@@ -177,7 +193,7 @@ ClientConn::relay_response() noexcept
         }
         if (resp.done()) {
             if (resp_chunk)
-                out.append("0\r\n\r\n", 5);
+                append_last_chunk(&out, resp.message());
             finish_request();
             return false;
         }
@@ -193,56 +209,38 @@ ClientConn::relay_response() noexcept
 void
 ClientConn::begin_response() noexcept
 {
+    using namespace std::string_view_literals;
     const HttpMessage& m = resp.message();
     status = m.status;
-    std::string h;
-    h.reserve(512);
-    h.append("HTTP/1.1 ");
-    h.append(std::to_string(status));
-    h.push_back(' ');
-    if (m.reason().empty())
-        h.append(http_reason_phrase(status));
-    else
-        h.append(m.reason());
-    h.append("\r\n");
-    for (size_t i = 0; i < m.header_count(); ++i) {
-        std::string_view n = m.header_name(i);
-        if (response_hop_by_hop(m, n))
-            continue;
-        h.append(n);
-        h.append(": ");
-        h.append(m.header_value(i));
-        h.append("\r\n");
-    }
+    // Written straight into `out`: no string is built per response.
+    bool ok = put_status_line(&out, status, m.reason()) && put_fields(&out, m);
     resp_chunk = false;
-    bool bodyless = method == "HEAD" || status == 204 || status == 304;
+    bool is_head = method == "HEAD"sv;
+    bool bodyless = is_head || status == 204 || status == 304;
     if (!bodyless && (m.framing == BodyFraming::kChunked ||
                       m.framing == BodyFraming::kUntilClose)) {
         if (http10)
             close_after = true;  // a 1.0 client reads until the close
         else {
             resp_chunk = true;
-            h.append("Transfer-Encoding: chunked\r\n");
+            ok = ok && out.append("Transfer-Encoding: chunked\r\n"sv);
         }
     } else if (bodyless && m.framing == BodyFraming::kChunked && !http10 &&
-               method == "HEAD") {
-        h.append("Transfer-Encoding: chunked\r\n");
+               is_head) {
+        ok = ok && out.append("Transfer-Encoding: chunked\r\n"sv);
     }
     if (!client_keep || proxy->shutting_down())
         close_after = true;
-    if (insert_cookie) {
-        h.append("Set-Cookie: ");
-        h.append(proxy->pool().config->sticky_cookie);
-        h.push_back('=');
-        h.append(node_name);
-        h.append("; Path=/; HttpOnly\r\n");
-    }
+    if (insert_cookie)
+        ok = ok &&
+             put_all(&out, {"Set-Cookie: ", proxy->pool().config->sticky_cookie,
+                            "=", node_name, "; Path=/; HttpOnly\r\n"});
     if (close_after)
-        h.append("Connection: close\r\n");
+        ok = ok && out.append("Connection: close\r\n"sv);
     else if (http10)
-        h.append("Connection: keep-alive\r\n");
-    h.append("\r\n");
-    if (!out.append(h)) {
+        ok = ok && out.append("Connection: keep-alive\r\n"sv);
+    ok = ok && out.append("\r\n"sv);
+    if (!ok) {
         abort("client-slow");
         return;
     }
@@ -269,7 +267,8 @@ ClientConn::finish_request() noexcept
     bool reusable = resp.message().keep_alive && req_done && srv->in.empty() &&
                     !proxy->shutting_down() && !resp.message().upgrade;
     srv->client = nullptr;
-    ev_timer_stop(loop, &srv->timer);
+    // park() restarts the timer as the idle timeout, close_server() stops
+    // it: no stop here.
     if (reusable)
         proxy->park(srv);
     else
@@ -409,6 +408,10 @@ ClientConn::flush() noexcept
         ssize_t n = out.write_to(fd.get());
         if (n == -EAGAIN) {
             ev_io_start(loop, &wio);
+            if (!ev_is_active(&stimer)) {
+                ev_timer_set(&stimer, proxy->config().send_timeout, 0.);
+                ev_timer_start(loop, &stimer);
+            }
             break;
         }
         if (n < 0) {
@@ -416,6 +419,7 @@ ClientConn::flush() noexcept
             return;
         }
         bytes_out += static_cast<uint64_t>(n);
+        last_sent = ev_now(loop);
     }
     if (srv != nullptr && !srv->connecting && out.size() <= kWatermark / 2 &&
         state == State::kForward)
@@ -423,6 +427,8 @@ ClientConn::flush() noexcept
     if (!out.empty())
         return;
     ev_io_stop(loop, &wio);
+    if (ev_is_active(&stimer))
+        ev_timer_stop(loop, &stimer);
     if (state == State::kClosing) {
         // Half-close first so a client still sending sees our answer
         // rather than a reset.
@@ -431,8 +437,12 @@ ClientConn::flush() noexcept
         return;
     }
     if (state == State::kIdle) {
-        out.release_memory();
-        if (in.empty())
+        // Buffers of a usual size stay for the next request on the
+        // connection (allocating them again per request costs more than
+        // the rest of relaying a small response); large ones go.
+        if (out.capacity() > kKeepCapacity)
+            out.release_memory();
+        if (in.empty() && in.capacity() > kKeepCapacity)
             in.release_memory();
         if (proxy->shutting_down() && in.empty())
             proxy->close_client(this);
@@ -469,6 +479,28 @@ ClientConn::on_queue_timeout() noexcept
         .pool(proxy->pool().layout->slot)
         .queue_timeouts.fetch_add(1, std::memory_order_relaxed);
     error_response(503, "queue timeout", "queue-timeout", true);
+}
+
+void
+ClientConn::on_send_timeout() noexcept
+{
+    if (out.empty())
+        return;
+    double limit = proxy->config().send_timeout;
+    double stalled = ev_now(proxy->loop()) - last_sent;
+    if (stalled < limit) {
+        ev_timer_set(&stimer, limit - stalled, 0.);
+        ev_timer_start(proxy->loop(), &stimer);
+        return;
+    }
+    log_warn("client %s: took no response byte for %g s; closing", peer.c_str(),
+             limit);
+    proxy->table()
+        .pool(proxy->pool().layout->slot)
+        .send_timeouts.fetch_add(1, std::memory_order_relaxed);
+    if (status == 0 && resp_head_sent)
+        status = resp.message().status;
+    abort("client-timeout");
 }
 
 void

@@ -103,7 +103,10 @@ Proxy::Proxy(WorkerContext& ctx, BalancerState* state)
                 tcp = &t;
         if (tcp != nullptr) {
             TcpProxyOptions o;
-            o.connect_timeout = cfg_->connect_timeout;
+            o.connect_timeout = tcp->connect_timeout > 0
+                                    ? tcp->connect_timeout
+                                    : cfg_->connect_timeout;
+            o.idle_timeout = tcp->idle_timeout;
             o.retries = config_->pools.at(tcp->pool).retries;
             tcp_.push_back(
                 std::make_unique<TcpProxy>(loop_, l.fd, *tcp, *this, o));
@@ -363,8 +366,9 @@ Proxy::server_for(int node, int* err) noexcept
     while (!idle.empty()) {
         ServerConn* s = idle.back();
         idle.pop_back();
-        ev_timer_stop(loop_, &s->timer);
-        ev_io_stop(loop_, &s->rio);
+        // Its read watcher and idle timer go on: ClientConn::attempt()
+        // attaches the client and server_connected() turns the timer into
+        // the response timeout before the loop runs again.
         s->reused = true;
         return s;
     }
@@ -433,7 +437,10 @@ Proxy::park(ServerConn* s) noexcept
     ev_io_start(loop_, &s->rio);
     s->timer.repeat = cfg_->server_idle_timeout;
     ev_timer_again(loop_, &s->timer);
-    s->in.release_memory();
+    // A node connection is reused at once under load: keep a buffer of
+    // the usual size.
+    if (s->in.capacity() > 32 * 1024)
+        s->in.release_memory();
     idle_[static_cast<size_t>(s->node)].push_back(s);
 }
 

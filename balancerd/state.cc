@@ -484,7 +484,7 @@ BalancerState::show_pools() const
 {
     std::vector<std::vector<std::string>> rows = {
         {"POOL", "BALANCE", "NODES", "UP", "ACTIVE", "QUEUED", "REQUESTS",
-         "QUEUE_FULL", "QUEUE_TIMEOUTS", "NO_NODE", "WRITER"}};
+         "QUEUE_FULL", "QUEUE_TIMEOUTS", "NO_NODE", "SEND_TIMEOUTS", "WRITER"}};
     auto l = layout(current_);
     if (!l)
         return format_columns(rows);
@@ -505,7 +505,8 @@ BalancerState::show_pools() const
              std::to_string(p.queued.load()), std::to_string(ld(p.requests)),
              std::to_string(ld(p.queue_full)),
              std::to_string(ld(p.queue_timeouts)),
-             std::to_string(ld(p.no_node)), writer});
+             std::to_string(ld(p.no_node)), std::to_string(ld(p.send_timeouts)),
+             writer});
     }
     return format_columns(rows);
 }
@@ -667,6 +668,12 @@ BalancerState::metrics() const
     for (const auto& [pname, pl] : l->pools)
         o += "balancerd_pool_queue_timeouts_total{pool=\"" + pname + "\"} " +
              std::to_string(ld(table_.pool(pl.slot).queue_timeouts)) + "\n";
+    o += "# HELP balancerd_pool_send_timeouts_total Clients closed for not "
+         "reading their response.\n"
+         "# TYPE balancerd_pool_send_timeouts_total counter\n";
+    for (const auto& [pname, pl] : l->pools)
+        o += "balancerd_pool_send_timeouts_total{pool=\"" + pname + "\"} " +
+             std::to_string(ld(table_.pool(pl.slot).send_timeouts)) + "\n";
     return o;
 }
 

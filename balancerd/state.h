@@ -87,6 +87,7 @@ struct ShmPool {
     std::atomic<uint64_t> requests, queue_full, queue_timeouts, no_node,
         writer_epoch;
     std::atomic<uint64_t> queue_wait_us;
+    std::atomic<uint64_t> send_timeouts;  // clients that stopped reading
 };
 
 struct ShmTable {

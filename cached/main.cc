@@ -1,15 +1,16 @@
-// cached: the caching reverse proxy (the Squid role). This release runs the
-// daemon's lifecycle, control socket and strict HTTP front end on its
-// listeners; caching and forwarding to the origin arrive with the caching
-// release, and until then a well-formed request is answered 503.
+// cached: the caching reverse proxy (the Squid role, in accelerator mode).
+// The parent creates the shared store and serves the control commands
+// (state.cc); each worker serves clients from the store and forwards
+// misses to the origin (worker.cc, client_conn.cc, fetch.cc, origin.cc).
 
 #include <unistd.h>
 
 #include <memory>
 
+#include "cached/state.h"
+#include "cached/worker.h"
 #include "common/config.h"
 #include "common/daemon_main.h"
-#include "common/http_front.h"
 
 namespace {
 
@@ -37,9 +38,11 @@ main(int argc, char** argv)
         if (!config.cached.present)
             throw sj::ConfigError(config.file, 0, "no cached section");
     };
+    spec.make_state = [](struct ev_loop* loop) {
+        return std::make_unique<sj::CachedState>(loop);
+    };
     spec.make_worker = [](sj::WorkerContext& ctx) {
-        return sj::make_unrouted_front(ctx, ctx.config->cached.limits,
-                                       "cached");
+        return sj::make_cache_worker(ctx);
     };
     return sj::daemon_main(argc, argv, spec);
 }

@@ -400,6 +400,8 @@ dump_balancerd(Writer& w, const BalancerdConfig& b)
         w.str("listen", t.listen_text);
         w.str("pool", t.pool);
         w.str("route", t.route);
+        w.seconds("connect_timeout", t.connect_timeout);
+        w.seconds("idle_timeout", t.idle_timeout);
         w.end();
     }
     w.end();
@@ -412,6 +414,7 @@ dump_balancerd(Writer& w, const BalancerdConfig& b)
     w.seconds("connect_timeout", b.connect_timeout);
     w.seconds("server_timeout", b.server_timeout);
     w.seconds("server_idle_timeout", b.server_idle_timeout);
+    w.seconds("send_timeout", b.send_timeout);
     w.num("passive_fall", b.passive_fall);
     w.seconds("passive_hold", b.passive_hold);
     w.boolean("forwarded", b.forwarded);

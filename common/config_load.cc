@@ -699,6 +699,8 @@ read_tcp(Group& g, TcpListenConfig* t, const PoolMap& pools)
         g.require("listen");
     get_pool_ref(g, "pool", &t->pool, pools, "balancerd", true);
     g.get_enum("route", &t->route, {"", "writer"});
+    g.get_seconds("connect_timeout", &t->connect_timeout, 0.01, 3600);
+    g.get_seconds("idle_timeout", &t->idle_timeout, 0.01, 86400 * 7);
 }
 
 void
@@ -726,6 +728,10 @@ read_balancerd(Group& g, BalancerdConfig* b, const PoolMap& pools)
     g.get_seconds("connect_timeout", &b->connect_timeout, 0.01, 3600);
     g.get_seconds("server_timeout", &b->server_timeout, 0.01, 86400);
     g.get_seconds("server_idle_timeout", &b->server_idle_timeout, 0, 3600);
+    g.get_seconds("send_timeout", &b->send_timeout, 0.01, 86400);
+    for (TcpListenConfig& t : b->tcp)
+        if (t.connect_timeout < 0)
+            t.connect_timeout = b->connect_timeout;
     g.get_int("passive_fall", &b->passive_fall, 0, 1000);
     g.get_seconds("passive_hold", &b->passive_hold, 0, 86400);
     g.get_bool("forwarded", &b->forwarded);

@@ -31,9 +31,13 @@ my $b1 = SJ::Balancerd::Backend->start(t => $t, name => 'b1', handler => sub {
     return "garbage\r\n\r\n" if $tg eq '/garbage';
     if ($tg =~ m{^/echo}) {
         my $b = "head:\n$r->{head}body:$r->{body}";
+        $b .= "\ntrailers:\n$r->{trailers}" if length $r->{trailers};
         return "HTTP/1.1 200 OK\r\nContent-Length: " . length($b) . "\r\n\r\n$b";
     }
     return "HTTP/1.1 204 No Content\r\n\r\n" if $tg eq '/204';
+    return "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        . "2\r\nok\r\n0\r\nX-Digest: sha=1\r\nX-Count: 2\r\n\r\n"
+        if $tg eq '/trailers';
     return "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
 });
 
@@ -96,6 +100,23 @@ $r = req("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
 like($r, qr{body:abcdefg\z}, 'chunked request body relayed');
 my @reqs = $b1->requests;
 like($reqs[-1]{head}, qr{\r\nTransfer-Encoding: chunked\r\n}, 'node saw chunked framing');
+
+# Trailers of a chunked request follow its last chunk to the node, and
+# those of a chunked response reach the client; a hop-by-hop field in a
+# trailer section stays behind. A framing field in trailers is refused.
+$r = req("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+    . "Connection: close\r\n\r\n3\r\nabc\r\n0\r\nX-Checksum: c1\r\n"
+    . "Keep-Alive: 5\r\nX-Other: 2\r\n\r\n");
+like($r, qr{body:abc\ntrailers:\nX-Checksum: c1\r\nX-Other: 2\r\n\z},
+     'request trailers forwarded after the last chunk, hop-by-hop one dropped');
+$r = req("GET /trailers HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+like($r, qr{\r\n\r\n2\r\nok\r\n0\r\nX-Digest: sha=1\r\nX-Count: 2\r\n\r\n\z},
+     'response trailers relayed to the client');
+$b1->clear;
+$r = req("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+    . "Connection: close\r\n\r\n3\r\nabc\r\n0\r\nContent-Length: 3\r\n\r\n");
+like($r, qr{\AHTTP/1\.1 400 }, 'Content-Length in request trailers: 400');
+ok(!grep({ $_->{body} ne '' } $b1->requests), 'and no complete request reached the node');
 
 # Keep-alive and pipelining: three requests, three answers in order.
 $r = req("GET /echo?1 HTTP/1.1\r\nHost: x\r\n\r\n"

@@ -10,7 +10,8 @@ use Test::More;
 use IO::Socket::INET;
 use Time::HiRes qw(sleep time);
 use SJ::Test;
-use SJ::Balancerd qw(raw_exchange);
+use SJ::Balancerd qw(raw_exchange ctl_rows);
+use Socket qw(SOL_SOCKET SO_RCVBUF pack_sockaddr_in inet_aton);
 
 my $t = SJ::Test->new;
 my $port = $t->port('http');
@@ -19,6 +20,25 @@ my $b1 = SJ::Balancerd::Backend->start(t => $t, name => 'b1', handler => sub {
     if ($r->{target} =~ m{^/sleep}) {
         sleep 3;
     }
+    if ($r->{target} eq '/big') {
+        # Several MB, more than every buffer between here and a client
+        # that does not read: balancerd's, and both sockets' on loopback.
+        return sub {
+            my ($c) = @_;
+            my $chunk = 'y' x 65536;
+            syswrite $c, "HTTP/1.1 200 OK\r\nContent-Length: "
+                . (128 * 65536) . "\r\n\r\n";
+            for (1 .. 128) {
+                my $off = 0;
+                while ($off < length $chunk) {
+                    my $n = syswrite $c, $chunk, length($chunk) - $off, $off;
+                    return 0 unless $n;
+                    $off += $n;
+                }
+            }
+            return 0;
+        };
+    }
     return "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n";
 });
 $t->write_conf(
@@ -26,6 +46,7 @@ $t->write_conf(
     balancerd => qq{listen = ( "127.0.0.1:$port" ); pool = "php";
         header_timeout = 0.5; body_timeout = 0.7; idle_timeout = 0.6;
         server_timeout = 0.8; connect_timeout = 0.5; max_body = "1K";
+        send_timeout = 1.0;
         limits = { request_line = 512; header_line = 512; header_total = 2048; };},
 );
 my $d = $t->start('balancerd');
@@ -98,6 +119,31 @@ $t0 = time;
 $r = req("GET /sleep HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
 like($r, qr{\AHTTP/1\.1 504 }, 'node too slow: 504');
 ok(time - $t0 < 2, 'after server_timeout');
+
+# A client that asks for a large response and never reads it: once it
+# has taken no byte for send_timeout, both its connection and the node's
+# are closed, with a log line and a count.
+my $slow = IO::Socket::INET->new(Proto => 'tcp') or die;
+setsockopt($slow, SOL_SOCKET, SO_RCVBUF, 4096) or die;
+$slow->connect(pack_sockaddr_in($port, inet_aton('127.0.0.1'))) or die;
+syswrite $slow, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n";
+ok($d->wait_log(qr{client 127\.0\.0\.1:\d+: took no response byte for 1 s; closing}, 8),
+   'client not reading: closed after send_timeout, logged');
+my $got = 0;
+$t0 = time;
+while (time - $t0 < 5) {
+    my $n = sysread $slow, my $chunk, 65536;
+    last unless $n;
+    $got += $n;
+}
+ok($got > 0 && $got < 128 * 65536, 'the client got part of the response, then the close')
+    or diag $got;
+close $slow;
+my (undef, $pools) = $d->ctl('show pools');
+my ($prow) = ctl_rows($pools);
+is($prow->{SEND_TIMEOUTS}, 1, 'show pools counts it');
+$r = req("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+like($r, qr{\AHTTP/1\.1 200 }, 'the node still answers');
 
 is($d->stop, 0, 'clean stop');
 done_testing;

@@ -25,7 +25,8 @@ sub answers {
     print $s "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     local $/;
     my $r = <$s> // '';
-    return $r =~ /^HTTP\/1\.1 503 / ? 1 : 0;
+    # No origin listens at $origin: cached answers 502 by itself.
+    return $r =~ /^HTTP\/1\.1 502 / ? 1 : 0;
 }
 
 conf($pa);

@@ -279,7 +279,11 @@ test_balancerd_settings()
         "  idle_timeout = 3.0; body_timeout = 4.0; connect_timeout = 0.5;\n"
         "  server_timeout = 6.0; server_idle_timeout = 0.0;\n"
         "  passive_fall = 5; passive_hold = 7.0; forwarded = true;\n"
-        "  max_body = \"1M\"; max_connections = 100;\n"
+        "  max_body = \"1M\"; max_connections = 100; send_timeout = 9.0;\n"
+        "  tcp = ( { listen = \"127.0.0.1:3306\"; pool = \"php\";\n"
+        "            idle_timeout = 30.0; },\n"
+        "          { listen = \"127.0.0.1:3307\"; pool = \"php\";\n"
+        "            connect_timeout = 0.2; } );\n"
         "  metrics_listen = \"127.0.0.1:9102\"; };\n",
         "t.conf");
     const sj::BalancerdConfig& b = c->balancerd;
@@ -298,6 +302,12 @@ test_balancerd_settings()
             "max_body and max_connections");
     tap::is(b.metrics_listen_text, std::string("127.0.0.1:9102"),
             "metrics_listen");
+    tap::ok(b.send_timeout == 9.0, "send_timeout");
+    tap::ok(b.tcp.size() == 2 && b.tcp[0].idle_timeout == 30.0 &&
+                b.tcp[0].connect_timeout == 0.5 &&
+                b.tcp[1].idle_timeout == 600.0 &&
+                b.tcp[1].connect_timeout == 0.2,
+            "tcp timeouts, connect_timeout defaulting to balancerd's");
     // The dump's first line names the file it came from.
     auto body = [](const std::string& d) { return d.substr(d.find('\n')); };
     auto again = sj::parse_config_text(sj::dump_config(*c), "t.conf");
@@ -309,6 +319,7 @@ test_balancerd_settings()
     tap::ok(d->balancerd.connect_timeout == 3.0 &&
                 d->balancerd.server_timeout == 30.0 &&
                 d->balancerd.passive_fall == 3 &&
+                d->balancerd.send_timeout == 60.0 &&
                 d->balancerd.metrics_listen_text.empty() &&
                 d->pools.at("php").slowstart == 0.0 &&
                 d->pools.at("php").sticky_cookie.empty(),
@@ -753,6 +764,87 @@ test_heartbeatd_checks()
         "key with a blank");
 }
 
+// cached's caching settings: values, defaults, errors, SNI certificates,
+// and the dump round trip.
+void
+test_cached_settings()
+{
+    const std::string head = std::string(kPools) + "};\n";
+    auto c = sj::parse_config_text(
+        head +
+            "cached = { origin = \"127.0.0.1:81\";\n"
+            "  listen = ( { address = \"127.0.0.1:443\";\n"
+            "    tls = { certificate = \"/a.pem\"; key = \"/a.key\";\n"
+            "            sni = ( { certificate = \"/b.pem\"; key = \"/b.key\"; "
+            "} ); }; } );\n"
+            "  stale_grace = 30; pass_ttl = 2.5; collapse_wait = 1;\n"
+            "  header_timeout = 5; idle_timeout = 20; connect_timeout = 1;\n"
+            "  origin_timeout = 9; origin_idle_timeout = 4; max_body = \"1M\";\n"
+            "  sort_query = true; ignore_params = [ \"utm_source\" ];\n"
+            "  cookie_paths = [ \"/static/\" ]; via = \"edge1\";\n"
+            "  tier_timeout = 0.1; tier_max_object = \"512K\";\n"
+            "  metrics_listen = \"127.0.0.1:9101\";\n"
+            "};\n",
+        "t.conf");
+    const sj::CachedConfig& ca = c->cached;
+    tap::is(ca.listen[0].tls_config.sni.size(), size_t{1}, "one SNI cert");
+    tap::is(ca.listen[0].tls_config.sni[0].first, std::string("/b.pem"),
+            "SNI certificate");
+    tap::is(ca.listen[0].tls_config.sni[0].second, std::string("/b.key"),
+            "SNI key");
+    tap::ok(ca.stale_grace == 30 && ca.pass_ttl == 2.5 &&
+                ca.collapse_wait == 1,
+            "stale_grace, pass_ttl, collapse_wait");
+    tap::ok(ca.header_timeout == 5 && ca.idle_timeout == 20 &&
+                ca.connect_timeout == 1 && ca.origin_timeout == 9 &&
+                ca.origin_idle_timeout == 4,
+            "cached timeouts");
+    tap::is(ca.max_body, size_t{1} << 20, "max_body");
+    tap::ok(ca.sort_query, "sort_query");
+    tap::ok(ca.ignore_params == std::vector<std::string>({"utm_source"}),
+            "ignore_params");
+    tap::ok(ca.cookie_paths == std::vector<std::string>({"/static/"}),
+            "cookie_paths");
+    tap::is(ca.via, std::string("edge1"), "via");
+    tap::ok(ca.tier_timeout == 0.1 && ca.tier_max_object == 512u << 10,
+            "tier settings");
+    tap::is(ca.metrics_listen.port, 9101, "cached metrics_listen");
+    auto again = sj::parse_config_text(sj::dump_config(*c), "t.conf");
+    tap::is(sj::dump_config(*again), sj::dump_config(*c),
+            "cached settings survive the dump");
+    tap::is(again->cached.listen[0].tls_config.sni.size(), size_t{1},
+            "SNI certificates survive the dump");
+
+    auto d = sj::parse_config_text(
+        head + "cached = { origin = \"*:2\"; listen = \"*:1\"; };\n", "t.conf");
+    tap::ok(d->cached.stale_grace == 60 && d->cached.pass_ttl == 30 &&
+                d->cached.collapse_wait == 5 && !d->cached.sort_query &&
+                d->cached.cookie_paths.empty() &&
+                d->cached.via == "sunjammer" &&
+                d->cached.max_body == size_t{8} << 20,
+            "cached caching defaults");
+
+    expect_error(head + "cached = { origin = \"*:2\"; listen = \"*:1\";\n"
+                        "  cookie_paths = [ \"static\" ]; };\n",
+                 "t.conf:6: 'cookie_paths' entries must be path prefixes "
+                 "starting with '/'",
+                 "cookie_paths must be paths");
+    expect_error(head + "cached = { origin = \"*:2\"; listen = \"*:1\";\n"
+                        "  via = \"a b\"; };\n",
+                 "t.conf:6: 'via' must be a token such as \"cache1\"",
+                 "via must be a token");
+    tap::ok(!error_of(head + "cached = { origin = \"*:2\"; listen = \"*:1\";\n"
+                             "  stale_grace = -1; };\n")
+                 .empty(),
+            "negative stale_grace is an error");
+    expect_error(head + "cached = { origin = \"*:2\"; listen = ( {\n"
+                        "  address = \"*:1\"; tls = { certificate = \"/a\";\n"
+                        "  key = \"/b\"; sni = ( { certificate = \"/c\"; } ); "
+                        "}; } ); };\n",
+                 "t.conf:7: cached.listen[0].tls.sni[0]: 'key' is required",
+                 "SNI entry needs a key");
+}
+
 }  // namespace
 
 int
@@ -763,6 +855,7 @@ main()
     test_defaults();
     test_errors();
     test_balancerd_settings();
+    test_cached_settings();
     test_files();
     test_sample();
     test_dump();

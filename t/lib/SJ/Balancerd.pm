@@ -69,7 +69,8 @@ use Time::HiRes qw(sleep time);
 use SJ::Net;
 
 # start(t => $test, name => 'b1', port => N, handler => sub {...})
-# The handler gets ($req) with {method, target, head, body, headers} and
+# The handler gets ($req) with {method, target, head, body, trailers (the
+# raw trailer lines of a chunked body), headers} and
 # returns the raw response bytes, or undef to close without answering, or
 # a code ref called with the socket for custom behaviour. Default: 200
 # with body "node=NAME\n".
@@ -135,6 +136,7 @@ sub _serve {
                 if $l =~ /^([^:]+):\s*(.*)$/;
         }
         my $body = '';
+        my $trailers = '';
         if (defined $h{'content-length'}) {
             while (length $buf < $h{'content-length'}) {
                 return unless _read_more($c, \$buf);
@@ -152,7 +154,8 @@ sub _serve {
                     while ($buf !~ /\A\r\n/ && $buf !~ /\r\n\r\n/) {
                         return unless _read_more($c, \$buf);
                     }
-                    $buf =~ s/\A(?:.*?\r\n)?\r\n//s;
+                    $buf =~ s/\A((?:.*?\r\n)?)\r\n//s;
+                    $trailers = $1;
                     last;
                 }
                 while (length $buf < $n + 2) {
@@ -164,7 +167,7 @@ sub _serve {
         }
         $self->_log($head, $body);
         my $req = { method => $method, target => $target, head => $head,
-                    body => $body, headers => \%h };
+                    body => $body, trailers => $trailers, headers => \%h };
         my $resp = $self->{handler} ? $self->{handler}->($req)
             : "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
               . "Content-Length: " . length("node=$self->{name}\n")

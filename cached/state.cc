@@ -1,0 +1,704 @@
+#include "cached/state.h"
+
+#include <fcntl.h>
+#include <pwd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cinttypes>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <new>
+#include <regex>
+
+#include "cached/http_cache.h"
+#include "common/check.h"
+#include "common/control_server.h"
+#include "common/log.h"
+#include "common/net.h"
+
+namespace sj {
+
+namespace {
+
+constexpr uint64_t kMagic = 0x736a636163686531ull;  // "sjcache1"
+// How far a key's pass-table probe goes before giving up: the table is a
+// hint, and a full neighbourhood only costs collapsing for that key.
+constexpr int kProbe = 8;
+
+uint64_t
+ld(const std::atomic<uint64_t>& a) noexcept
+{
+    return a.load(std::memory_order_relaxed);
+}
+
+std::string
+u64(uint64_t v)
+{
+    return std::to_string(v);
+}
+
+std::string
+ratio(uint64_t hits, uint64_t total)
+{
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.4f",
+                  total ? static_cast<double>(hits) / total : 0.0);
+    return buf;
+}
+
+}  // namespace
+
+uint64_t
+key_hash(std::string_view key) noexcept
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (unsigned char c : key) {
+        h ^= c;
+        h *= 0x100000001b3ull;
+    }
+    return h | 1;  // 0 marks an empty slot
+}
+
+int64_t
+now_ms() noexcept
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+PassKind
+pass_lookup(CachedShared* s, uint64_t hash, int32_t* pid) noexcept
+{
+    int64_t now = now_ms();
+    for (int i = 0; i < kProbe; ++i) {
+        PassSlot& p = s->pass[(hash + i) % kPassSlots];
+        if (p.hash.load(std::memory_order_acquire) != hash)
+            continue;
+        if (p.until_ms.load(std::memory_order_relaxed) <= now)
+            return PassKind::kNone;
+        if (pid != nullptr)
+            *pid = p.pid.load(std::memory_order_relaxed);
+        return static_cast<PassKind>(p.kind.load(std::memory_order_relaxed));
+    }
+    return PassKind::kNone;
+}
+
+void
+pass_set(CachedShared* s, uint64_t hash, PassKind kind, double secs,
+         int32_t pid) noexcept
+{
+    int64_t now = now_ms();
+    PassSlot* victim = nullptr;
+    for (int i = 0; i < kProbe; ++i) {
+        PassSlot& p = s->pass[(hash + i) % kPassSlots];
+        uint64_t h = p.hash.load(std::memory_order_acquire);
+        if (h == hash) {
+            victim = &p;
+            break;
+        }
+        if (victim == nullptr &&
+            (h == 0 || p.until_ms.load(std::memory_order_relaxed) <= now))
+            victim = &p;
+    }
+    if (victim == nullptr)
+        return;
+    victim->until_ms.store(now + static_cast<int64_t>(secs * 1000),
+                           std::memory_order_relaxed);
+    victim->kind.store(static_cast<int32_t>(kind), std::memory_order_relaxed);
+    victim->pid.store(pid, std::memory_order_relaxed);
+    victim->hash.store(hash, std::memory_order_release);
+}
+
+void
+pass_clear_fetch(CachedShared* s, uint64_t hash, int32_t pid) noexcept
+{
+    for (int i = 0; i < kProbe; ++i) {
+        PassSlot& p = s->pass[(hash + i) % kPassSlots];
+        if (p.hash.load(std::memory_order_acquire) != hash)
+            continue;
+        if (p.kind.load(std::memory_order_relaxed) ==
+                static_cast<int32_t>(PassKind::kFetching) &&
+            p.pid.load(std::memory_order_relaxed) == pid)
+            p.until_ms.store(0, std::memory_order_relaxed);
+        return;
+    }
+}
+
+bool
+url_to_key(const CachedConfig& config, const std::string& url, std::string* key)
+{
+    std::string_view u = url;
+    for (std::string_view scheme : {"http://", "https://"})
+        if (u.size() > scheme.size() &&
+            http_iequals(u.substr(0, scheme.size()), scheme)) {
+            u.remove_prefix(scheme.size());
+            break;
+        }
+    size_t slash = u.find('/');
+    if (slash == 0 || slash == std::string_view::npos || u.empty())
+        return false;
+    KeyPolicy policy;
+    policy.sort_query = config.sort_query;
+    policy.drop_params = config.ignore_params;
+    key->clear();
+    cache_key(u.substr(0, slash), u.substr(slash), policy, key);
+    return true;
+}
+
+// ---------------------------------------------------------------- state
+
+CachedState::CachedState(struct ev_loop* loop) : loop_(loop)
+{
+    // Pins and fills of a worker that died are given back within a second
+    // even if nothing else touches the store (Store::reap_dead).
+    ev_timer_init(&reap_, on_reap, 1.0, 1.0);
+    reap_.data = this;
+    // After logrotate: create the new access log for the workers, which
+    // get the same signal from the parent and reopen it.
+    ev_signal_init(&usr1_, on_usr1, SIGUSR1);
+    usr1_.data = this;
+    ev_signal_start(loop_, &usr1_);
+}
+
+void
+CachedState::on_usr1(struct ev_loop*, ev_signal* w, int) noexcept
+{
+    static_cast<CachedState*>(w->data)->prepare_access_log();
+}
+
+void
+CachedState::prepare_access_log() noexcept
+{
+    if (!config_)
+        return;
+    const std::string& path = config_->cached.access_log;
+    if (path.empty() || path == "syslog")
+        return;
+    // Workers run unprivileged: create the file for them.
+    int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
+                    0640);
+    if (fd < 0) {
+        log_warn("access log %s: %s", path.c_str(), std::strerror(errno));
+        return;
+    }
+    struct passwd* pw = getpwnam(config_->global.user.c_str());
+    if (geteuid() == 0 && pw != nullptr &&
+        fchown(fd, pw->pw_uid, pw->pw_gid) < 0)
+        log_warn("access log %s: %s", path.c_str(), std::strerror(errno));
+    ::close(fd);
+}
+
+CachedState::~CachedState()
+{
+    ev_timer_stop(loop_, &reap_);
+    ev_signal_stop(loop_, &usr1_);
+    ev_io_stop(loop_, &metrics_io_);
+}
+
+void
+CachedState::on_reap(struct ev_loop*, ev_timer* w, int) noexcept
+{
+    static_cast<CachedState*>(w->data)->store_.reap_dead();
+}
+
+bool
+CachedState::configure(std::shared_ptr<const Config> config,
+                       unsigned generation, std::string* err)
+{
+    const CachedConfig& c = config->cached;
+    if (!store_) {
+        store_ = Store::create(c.memory, c.max_object, err);
+        if (!store_)
+            return false;
+        memory_ = c.memory;
+        region_ = ShmRegion::create_anonymous(sizeof(CachedShared), err);
+        if (!region_)
+            return false;
+        shared_ = new (region_.data()) CachedShared();
+        shared_->magic = kMagic;
+        for (auto& u : shared_->tier_up)
+            u.store(1);
+        ev_timer_start(loop_, &reap_);
+        log_info("store: %zu bytes of memory plus %zu of overhead", c.memory,
+                 store_.overhead());
+    } else if (c.memory != memory_ || c.max_object != store_.max_object()) {
+        // The store's region is sized once; resizing would drop every
+        // object, which a reload must never do behind the operator's back.
+        log_warn(
+            "store: memory and max_object changes take effect at the "
+            "next restart");
+    }
+    std::vector<ListenerTls> tls;
+    for (const ListenConfig& l : c.listen) {
+        ListenerTls lt;
+        if (l.tls) {
+            lt.sni = std::make_unique<SniSelector>();
+            std::vector<std::pair<std::string, std::string>> certs;
+            certs.emplace_back(l.tls_config.certificate, l.tls_config.key);
+            for (const auto& p : l.tls_config.sni)
+                certs.push_back(p);
+            for (const auto& [cert, key] : certs) {
+                std::string e;
+                SslCtxPtr ctx = make_server_ctx(cert, key, &e);
+                if (!ctx || !lt.sni->add(std::move(ctx), &e)) {
+                    *err = l.address_text + ": " + e;
+                    return false;
+                }
+            }
+            lt.sni->install();
+        }
+        tls.push_back(std::move(lt));
+    }
+    if (!open_metrics(*config, err))
+        return false;
+    config_ = config;
+    prepare_access_log();
+    tls_[generation] = std::move(tls);
+    // A selector must outlive the connections made from it: keep a few
+    // generations, as old workers finish their connections.
+    while (tls_.size() > 4)
+        tls_.erase(tls_.begin());
+    return true;
+}
+
+SSL_CTX*
+CachedState::tls_ctx(unsigned generation, size_t i) const noexcept
+{
+    auto it = tls_.find(generation);
+    if (it == tls_.end() || i >= it->second.size() || !it->second[i].sni)
+        return nullptr;
+    return it->second[i].sni->default_ctx();
+}
+
+void
+CachedState::after_fork() noexcept
+{
+    ev_timer_stop(loop_, &reap_);
+    ev_signal_stop(loop_, &usr1_);
+    ev_io_stop(loop_, &metrics_io_);
+    metrics_fd_.reset();
+    // The child never runs the parent's loop: just close the sockets.
+    metrics_conns_.clear();
+}
+
+std::string
+CachedState::status() const
+{
+    StoreStats s = store_.stats();
+    return "objects: " + u64(s.objects) + "\nbytes_used: " + u64(s.bytes_used) +
+           "\n";
+}
+
+size_t
+CachedState::purge_url(const std::string& url)
+{
+    std::string key;
+    if (!config_ || !url_to_key(config_->cached, url, &key))
+        return 0;
+    size_t n = store_.remove(key) ? 1 : 0;
+    key.push_back('\0');
+    n += store_.remove_prefix(key);
+    return n;
+}
+
+std::string
+CachedState::show_stats() const
+{
+    StoreStats s = store_.stats();
+    uint64_t t[14] = {};
+    std::string per;
+    per +=
+        "worker pid requests hits misses stale revalidated passes "
+        "collapsed origin_requests origin_errors bytes_out\n";
+    int nworkers = config_ ? config_->cached.workers : 0;
+    for (int i = 0; i < kMaxWorkerSlots; ++i) {
+        const WorkerCounters& w = shared_->workers[i];
+        int32_t pid = w.pid.load(std::memory_order_relaxed);
+        if (pid == 0 && ld(w.requests) == 0)
+            continue;
+        const std::atomic<uint64_t>* f[] = {
+            &w.requests,        &w.hits,          &w.misses,
+            &w.stale,           &w.revalidated,   &w.passes,
+            &w.collapsed,       &w.not_modified,  &w.bytes_out,
+            &w.origin_requests, &w.origin_errors, &w.purges,
+            &w.client_errors,   &w.tier_hits};
+        for (int k = 0; k < 14; ++k)
+            t[k] += ld(*f[k]);
+        per += "worker " + std::to_string(i) + " " + std::to_string(pid) + " " +
+               u64(ld(w.requests)) + " " + u64(ld(w.hits)) + " " +
+               u64(ld(w.misses)) + " " + u64(ld(w.stale)) + " " +
+               u64(ld(w.revalidated)) + " " + u64(ld(w.passes)) + " " +
+               u64(ld(w.collapsed)) + " " + u64(ld(w.origin_requests)) + " " +
+               u64(ld(w.origin_errors)) + " " + u64(ld(w.bytes_out)) + "\n";
+    }
+    (void)nworkers;
+    std::string out;
+    auto kv = [&](const char* k, const std::string& v) {
+        out += k;
+        out += ": ";
+        out += v;
+        out += '\n';
+    };
+    kv("requests", u64(t[0]));
+    kv("hits", u64(t[1]));
+    kv("misses", u64(t[2]));
+    kv("hit_ratio", ratio(t[1] + t[3], t[1] + t[2] + t[3]));
+    kv("stale", u64(t[3]));
+    kv("revalidated", u64(t[4]));
+    kv("passes", u64(t[5]));
+    kv("collapsed", u64(t[6]));
+    kv("not_modified", u64(t[7]));
+    kv("bytes_out", u64(t[8]));
+    kv("origin_requests", u64(t[9]));
+    kv("origin_errors", u64(t[10]));
+    kv("purges", u64(t[11]));
+    kv("client_errors", u64(t[12]));
+    kv("tier_hits", u64(t[13]));
+    kv("origin", shared_->origin_down.load() ? "down" : "up");
+    kv("objects", u64(s.objects));
+    kv("filling", u64(s.filling));
+    kv("bytes", u64(s.bytes_used));
+    kv("memory_used", u64(s.bytes_used));
+    kv("memory_capacity", u64(s.capacity));
+    kv("memory_overhead", u64(s.overhead));
+    kv("inserts", u64(s.inserts));
+    kv("aborts", u64(s.aborts));
+    kv("evictions", u64(s.evictions));
+    kv("removals", u64(s.removals));
+    kv("refused", u64(s.refused));
+    kv("recoveries", u64(s.recoveries));
+    kv("bans", u64(ld(shared_->bans)));
+    return out + per;
+}
+
+std::string
+CachedState::show_object(const std::string& url) const
+{
+    std::string key;
+    if (!config_ || !url_to_key(config_->cached, url, &key))
+        return {};
+    std::string out;
+    std::string variants = key;
+    variants.push_back('\0');
+    int64_t now = time(nullptr);
+    store_.for_each([&](const ObjectInfo& info) {
+        if (info.key != key && info.key.substr(0, variants.size()) != variants)
+            return;
+        const ObjectMeta& m = *info.meta;
+        AgeInputs a{m.age_value, m.date_value, m.request_time, m.response_time};
+        int64_t age = current_age(a, now);
+        std::string vary(
+            info.key.substr(std::min(info.key.size(), variants.size())));
+        for (char& c : vary)
+            if (c == '\n' || c == '\x01')
+                c = c == '\n' ? '|' : '-';
+        char line[512];
+        std::snprintf(
+            line, sizeof line,
+            "object %s%s\n  status %u body %" PRIu64 " age %" PRId64
+            " ttl %" PRId64 " state %s%s%s\n",
+            key.c_str(), vary.empty() ? "" : (" variant " + vary).c_str(),
+            m.status, info.body_size, age, m.freshness_lifetime - age,
+            info.filling                  ? "filling"
+            : age <= m.freshness_lifetime ? "fresh"
+                                          : "stale",
+            m.etag.empty() ? "" : " etag ", std::string(m.etag).c_str());
+        out += line;
+        if (!m.vary_names.empty()) {
+            out += "  vary ";
+            out += m.vary_names;
+            out += '\n';
+        }
+    });
+    return out;
+}
+
+void
+CachedState::add_commands(ControlServer& control)
+{
+    control.add(
+        "purge", true,
+        [this](const std::vector<std::string>& a, const ControlPeer&) {
+            if (a.size() != 1)
+                return ControlReply{400, "usage: purge URL\n"};
+            std::string key;
+            if (!url_to_key(config_->cached, a[0], &key))
+                return ControlReply{400, "purge: expected http://HOST/PATH\n"};
+            size_t n = purge_url(a[0]);
+            log_notice("purge %s: %zu objects", a[0].c_str(), n);
+            return ControlReply{n ? 200 : 404,
+                                "purged " + std::to_string(n) + "\n"};
+        });
+    control.add(
+        "ban", true,
+        [this](const std::vector<std::string>& a, const ControlPeer&) {
+            if (a.size() != 1 || a[0].empty())
+                return ControlReply{400, "usage: ban PREFIX | ban ~REGEX\n"};
+            size_t n = 0;
+            if (a[0][0] == '~') {
+                std::regex re;
+                try {
+                    re = std::regex(a[0].substr(1), std::regex::extended);
+                } catch (const std::regex_error& e) {
+                    return ControlReply{400, std::string("ban: bad regex: ") +
+                                                 e.what() + "\n"};
+                }
+                // The regex sees the primary key ("host/path?query"), not the
+                // variant suffix.
+                n = store_.remove_if([&re](const ObjectInfo& info) {
+                    std::string_view k = info.key;
+                    size_t nul = k.find('\0');
+                    if (nul != std::string_view::npos)
+                        k = k.substr(0, nul);
+                    return std::regex_search(k.begin(), k.end(), re);
+                });
+            } else {
+                std::string key;
+                if (!url_to_key(config_->cached, a[0], &key))
+                    return ControlReply{400,
+                                        "ban: expected http://HOST/PREFIX\n"};
+                n = store_.remove_prefix(key);
+            }
+            shared_->bans.fetch_add(1, std::memory_order_relaxed);
+            log_notice("ban %s: %zu objects", a[0].c_str(), n);
+            return ControlReply{200, "banned " + std::to_string(n) + "\n"};
+        });
+    control.add("show stats", false,
+                [this](const std::vector<std::string>&, const ControlPeer&) {
+                    return ControlReply{200, show_stats()};
+                });
+    control.add("show object", false,
+                [this](const std::vector<std::string>& a, const ControlPeer&) {
+                    if (a.size() != 1)
+                        return ControlReply{400, "usage: show object URL\n"};
+                    std::string s = show_object(a[0]);
+                    if (s.empty())
+                        return ControlReply{404, "not stored: " + a[0] + "\n"};
+                    return ControlReply{200, s};
+                });
+    control.add("origin", true,
+                [this](const std::vector<std::string>& a, const ControlPeer&) {
+                    if (a.size() != 1 || (a[0] != "up" && a[0] != "down"))
+                        return ControlReply{400, "usage: origin up|down\n"};
+                    bool down = a[0] == "down";
+                    if (shared_->origin_down.exchange(down ? 1 : 0) !=
+                        (down ? 1u : 0u))
+                        log_notice("origin: marked %s", down ? "down" : "up");
+                    return ControlReply{200, "origin " + a[0] + "\n"};
+                });
+    control.add(
+        "node health", true,
+        [this](const std::vector<std::string>& a, const ControlPeer&) {
+            if (a.size() < 2 || (a[1] != "up" && a[1] != "down"))
+                return ControlReply{400,
+                                    "usage: node health POOL/NODE up|down "
+                                    "[REASON]\n"};
+            size_t slash = a[0].find('/');
+            if (slash == std::string::npos)
+                return ControlReply{400, "expected POOL/NODE\n"};
+            std::string pool = a[0].substr(0, slash);
+            std::string node = a[0].substr(slash + 1);
+            const CachedConfig& c = config_->cached;
+            if (pool != c.shared_tier)
+                // heartbeatd sends every pool's states; only the tier's matter.
+                return ControlReply{200, "ignored: not the shared tier\n"};
+            auto it = config_->pools.find(pool);
+            if (it == config_->pools.end())
+                return ControlReply{404, "no pool " + pool + "\n"};
+            const auto& nodes = it->second.nodes;
+            for (size_t i = 0; i < nodes.size() && i < kMaxTierNodes; ++i) {
+                if (nodes[i].name != node)
+                    continue;
+                shared_->tier_up[i].store(a[1] == "up" ? 1 : 0);
+                shared_->tier_epoch.fetch_add(1);
+                log_notice("shared tier %s: reported %s", a[0].c_str(),
+                           a[1].c_str());
+                return ControlReply{200, a[0] + " " + a[1] + "\n"};
+            }
+            return ControlReply{404, "no node " + a[0] + "\n"};
+        });
+}
+
+// ---------------------------------------------------------------- metrics
+
+std::string
+CachedState::metrics() const
+{
+    StoreStats s = store_.stats();
+    std::string out;
+    auto metric = [&](const char* name, const char* type, const char* help,
+                      const std::string& value) {
+        out += "# HELP ";
+        out += name;
+        out += ' ';
+        out += help;
+        out += "\n# TYPE ";
+        out += name;
+        out += ' ';
+        out += type;
+        out += '\n';
+        out += value;
+    };
+    struct Field {
+        const char* name;
+        const char* help;
+        std::atomic<uint64_t> WorkerCounters::*f;
+    };
+    static const Field fields[] = {
+        {"cached_requests_total", "Requests answered.",
+         &WorkerCounters::requests},
+        {"cached_hits_total", "Requests served fresh from the store.",
+         &WorkerCounters::hits},
+        {"cached_misses_total", "Requests sent to the origin for a miss.",
+         &WorkerCounters::misses},
+        {"cached_stale_total", "Requests served stale.",
+         &WorkerCounters::stale},
+        {"cached_revalidated_total", "Stored objects revalidated (304).",
+         &WorkerCounters::revalidated},
+        {"cached_passes_total", "Requests passed to the origin uncached.",
+         &WorkerCounters::passes},
+        {"cached_collapsed_total", "Requests that waited for another fetch.",
+         &WorkerCounters::collapsed},
+        {"cached_bytes_out_total", "Bytes sent to clients.",
+         &WorkerCounters::bytes_out},
+        {"cached_origin_requests_total", "Requests sent to the origin.",
+         &WorkerCounters::origin_requests},
+        {"cached_origin_errors_total",
+         "Origin failures (refused, timeout, 5xx, bad response).",
+         &WorkerCounters::origin_errors},
+    };
+    for (const Field& f : fields) {
+        std::string v;
+        for (int i = 0; i < kMaxWorkerSlots; ++i) {
+            const WorkerCounters& w = shared_->workers[i];
+            if (w.pid.load(std::memory_order_relaxed) == 0 &&
+                ld(w.requests) == 0)
+                continue;
+            v += std::string(f.name) + "{worker=\"" + std::to_string(i) +
+                 "\"} " + u64(ld(w.*f.f)) + "\n";
+        }
+        metric(f.name, "counter", f.help, v);
+    }
+    metric("cached_objects", "gauge", "Objects in the store.",
+           "cached_objects " + u64(s.objects) + "\n");
+    metric("cached_memory_used_bytes", "gauge", "Store data bytes in use.",
+           "cached_memory_used_bytes " + u64(s.bytes_used) + "\n");
+    metric("cached_memory_capacity_bytes", "gauge", "Store data capacity.",
+           "cached_memory_capacity_bytes " + u64(s.capacity) + "\n");
+    metric("cached_evictions_total", "counter", "Objects evicted for space.",
+           "cached_evictions_total " + u64(s.evictions) + "\n");
+    metric("cached_origin_up", "gauge", "0 while the origin is marked down.",
+           std::string("cached_origin_up ") +
+               (shared_->origin_down.load() ? "0" : "1") + "\n");
+    return out;
+}
+
+struct CachedState::MetricsConn {
+    CachedState* state = nullptr;
+    UniqueFd fd;
+    ev_io io{};
+    ev_timer timer{};
+    std::string out;
+    size_t off = 0;
+    bool answered = false;
+};
+
+bool
+CachedState::open_metrics(const Config& config, std::string* err)
+{
+    const std::string& want = config.cached.metrics_listen_text;
+    if (want == metrics_addr_)
+        return true;
+    ev_io_stop(loop_, &metrics_io_);
+    metrics_fd_.reset();
+    metrics_addr_.clear();
+    if (want.empty())
+        return true;
+    UniqueFd fd = listen_socket(config.cached.metrics_listen, 64, err);
+    if (!fd)
+        return false;
+    metrics_fd_ = std::move(fd);
+    metrics_addr_ = want;
+    ev_io_init(&metrics_io_, on_metrics_accept, metrics_fd_.get(), EV_READ);
+    metrics_io_.data = this;
+    ev_io_start(loop_, &metrics_io_);
+    return true;
+}
+
+void
+CachedState::on_metrics_accept(struct ev_loop* loop, ev_io* w, int) noexcept
+{
+    auto* self = static_cast<CachedState*>(w->data);
+    int err = 0;
+    UniqueFd fd = accept_nonblocking(w->fd, nullptr, nullptr, &err);
+    if (!fd)
+        return;
+    auto c = std::make_unique<MetricsConn>();
+    c->state = self;
+    c->fd = std::move(fd);
+    MetricsConn* raw = c.get();
+    self->metrics_conns_.emplace(raw, std::move(c));
+    ev_io_init(
+        &raw->io,
+        [](struct ev_loop*, ev_io* iow, int) noexcept {
+            auto* m = static_cast<MetricsConn*>(iow->data);
+            auto finish = [m] {
+                ev_io_stop(m->state->loop_, &m->io);
+                ev_timer_stop(m->state->loop_, &m->timer);
+                m->state->metrics_conns_.erase(m);
+            };
+            if (!m->answered) {
+                // Any request gets the metrics: read what came, answer once
+                // the head is in (or the peer stopped sending).
+                char buf[4096];
+                ssize_t n = ::read(m->fd.get(), buf, sizeof buf);
+                if (n < 0 && errno == EAGAIN)
+                    return;
+                if (n <= 0) {
+                    finish();
+                    return;
+                }
+                std::string body = m->state->metrics();
+                m->out =
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; "
+                    "version=0.0.4\r\nContent-Length: " +
+                    std::to_string(body.size()) +
+                    "\r\nConnection: close\r\n\r\n" + body;
+                m->answered = true;
+                ev_io_stop(m->state->loop_, &m->io);
+                ev_io_set(&m->io, m->fd.get(), EV_WRITE);
+                ev_io_start(m->state->loop_, &m->io);
+                return;
+            }
+            while (m->off < m->out.size()) {
+                ssize_t n = ::send(m->fd.get(), m->out.data() + m->off,
+                                   m->out.size() - m->off, MSG_NOSIGNAL);
+                if (n < 0 && errno == EAGAIN)
+                    return;
+                if (n <= 0)
+                    break;
+                m->off += static_cast<size_t>(n);
+            }
+            finish();
+        },
+        raw->fd.get(), EV_READ);
+    raw->io.data = raw;
+    ev_io_start(loop, &raw->io);
+    ev_timer_init(
+        &raw->timer,
+        [](struct ev_loop*, ev_timer* tw, int) noexcept {
+            auto* m = static_cast<MetricsConn*>(tw->data);
+            ev_io_stop(m->state->loop_, &m->io);
+            m->state->metrics_conns_.erase(m);
+        },
+        5.0, 0.);
+    raw->timer.data = raw;
+    ev_timer_start(loop, &raw->timer);
+}
+
+}  // namespace sj

@@ -1,0 +1,139 @@
+#pragma once
+// cached's parent-side state: the object store (cached/store.h) and a small
+// shared region of counters and flags, both mapped before the first worker
+// is forked so every worker of every generation shares them; the TLS
+// contexts of each generation (built here so session tickets work across
+// workers); the control commands and the Prometheus listener.
+//
+// The shared region holds no pointers. Its fields are atomics written
+// without a lock by any process: counters only grow, flags are single
+// words, and the pass table is a hint (a lost update costs one collapsed or
+// one uncollapsed request, never a wrong response).
+
+#include <ev.h>
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "cached/store.h"
+#include "common/config.h"
+#include "common/daemon_main.h"
+#include "common/shm.h"
+#include "common/tls.h"
+#include "common/unique_fd.h"
+
+namespace sj {
+
+inline constexpr int kMaxWorkerSlots = 256;
+inline constexpr int kPassSlots = 8192;
+inline constexpr int kMaxTierNodes = 64;
+
+// One worker's counters, by worker index; they survive a respawn. A cache
+// line each, so that two workers counting never share one.
+struct alignas(64) WorkerCounters {
+    std::atomic<int32_t> pid;
+    std::atomic<uint64_t> requests, hits, misses, stale, revalidated, passes,
+        collapsed, not_modified, bytes_out, origin_requests, origin_errors,
+        purges, client_errors, tier_hits;
+};
+
+// The collapsed-forwarding table: per key hash, "a fetch is in flight in
+// process pid until until_ms" or "pass until until_ms".
+enum class PassKind : int32_t { kNone = 0, kFetching = 1, kPass = 2 };
+struct PassSlot {
+    std::atomic<uint64_t> hash;
+    std::atomic<int64_t> until_ms;
+    std::atomic<int32_t> kind;
+    std::atomic<int32_t> pid;
+};
+
+struct CachedShared {
+    uint64_t magic;
+    std::atomic<uint32_t> origin_down;  // `origin down` from heartbeatd
+    std::atomic<uint64_t> bans;
+    // shared_tier node health, by node index in the pool; the epoch
+    // changes on every report so workers notice.
+    std::atomic<uint64_t> tier_epoch;
+    std::atomic<uint32_t> tier_up[kMaxTierNodes];
+    WorkerCounters workers[kMaxWorkerSlots];
+    PassSlot pass[kPassSlots];
+};
+
+// A 64-bit FNV-1a hash of a cache key, for the pass table.
+uint64_t key_hash(std::string_view key) noexcept;
+
+// Monotonic milliseconds.
+int64_t now_ms() noexcept;
+
+// Reads and writes of the pass table (any process).
+PassKind pass_lookup(CachedShared* s, uint64_t hash, int32_t* pid) noexcept;
+void pass_set(CachedShared* s, uint64_t hash, PassKind kind, double secs,
+              int32_t pid) noexcept;
+// Clears a kFetching entry that `pid` owns (its fetch ended).
+void pass_clear_fetch(CachedShared* s, uint64_t hash, int32_t pid) noexcept;
+
+// The TLS contexts of one listener: the default certificate and those
+// chosen by SNI.
+struct ListenerTls {
+    std::unique_ptr<SniSelector> sni;
+};
+
+class CachedState : public DaemonState {
+public:
+    explicit CachedState(struct ev_loop* loop);
+    ~CachedState() override;
+
+    bool configure(std::shared_ptr<const Config> config, unsigned generation,
+                   std::string* err) override;
+    void add_commands(ControlServer& control) override;
+    void after_fork() noexcept override;
+    std::string status() const override;
+
+    Store& store() noexcept { return store_; }
+    CachedShared* shared() const noexcept { return shared_; }
+    // The SSL_CTX for listener `i` of `generation` (null for plain HTTP).
+    SSL_CTX* tls_ctx(unsigned generation, size_t i) const noexcept;
+
+    // Control and metrics texts.
+    std::string show_stats() const;
+    std::string show_object(const std::string& url) const;
+    std::string metrics() const;
+    // Removes every stored variant of `url` ("http://host/path" or
+    // "host/path"); returns how many objects went.
+    size_t purge_url(const std::string& url);
+
+private:
+    struct MetricsConn;
+    bool open_metrics(const Config& config, std::string* err);
+    static void on_metrics_accept(struct ev_loop*, ev_io* w, int) noexcept;
+    static void on_reap(struct ev_loop*, ev_timer* w, int) noexcept;
+    static void on_usr1(struct ev_loop*, ev_signal* w, int) noexcept;
+    void prepare_access_log() noexcept;
+
+    struct ev_loop* loop_;
+    std::shared_ptr<const Config> config_;
+    Store store_;
+    ShmRegion region_;
+    CachedShared* shared_ = nullptr;
+    size_t memory_ = 0;
+    std::map<unsigned, std::vector<ListenerTls>> tls_;
+    ev_timer reap_{};
+    ev_signal usr1_{};
+    UniqueFd metrics_fd_;
+    std::string metrics_addr_;
+    ev_io metrics_io_{};
+    std::map<MetricsConn*, std::unique_ptr<MetricsConn>> metrics_conns_;
+};
+
+// Turns "http://Host:80/p?q", "https://host/p" or "host/p" into the
+// primary cache key (cached/http_cache.h cache_key) under `config`'s key
+// policy. False if the text is not such a URL.
+bool url_to_key(const CachedConfig& config, const std::string& url,
+                std::string* key);
+
+}  // namespace sj

@@ -1,0 +1,342 @@
+#include "cached/worker.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "cached/client_conn.h"
+#include "cached/fetch.h"
+#include "cached/mc_tier.h"
+#include "common/check.h"
+#include "common/log.h"
+#include "common/net.h"
+
+namespace sj {
+
+namespace {
+
+constexpr double kTick = 0.1;  // shared-tier health poll
+
+bool
+parse_net(const std::string& text, int* family, unsigned char* addr,
+          int* prefix) noexcept
+{
+    std::string ip = text;
+    int bits = -1;
+    size_t slash = text.find('/');
+    if (slash != std::string::npos) {
+        ip = text.substr(0, slash);
+        bits = std::atoi(text.c_str() + slash + 1);
+    }
+    if (inet_pton(AF_INET, ip.c_str(), addr) == 1) {
+        *family = AF_INET;
+        *prefix = bits < 0 ? 32 : bits;
+        return true;
+    }
+    if (inet_pton(AF_INET6, ip.c_str(), addr) == 1) {
+        *family = AF_INET6;
+        *prefix = bits < 0 ? 128 : bits;
+        return true;
+    }
+    return false;
+}
+
+bool
+prefix_match(const unsigned char* a, const unsigned char* b, int bits) noexcept
+{
+    int i = 0;
+    for (; bits >= 8; bits -= 8, ++i)
+        if (a[i] != b[i])
+            return false;
+    if (bits == 0)
+        return true;
+    unsigned char mask = static_cast<unsigned char>(0xff << (8 - bits));
+    return (a[i] & mask) == (b[i] & mask);
+}
+
+}  // namespace
+
+CacheWorker::CacheWorker(WorkerContext& ctx, CachedState* state)
+    : loop_(ctx.loop), config_(ctx.config), cfg_(&ctx.config->cached),
+      state_(state),
+      counters_(&state->shared()->workers[ctx.index % kMaxWorkerSlots]),
+      pid_(static_cast<int32_t>(getpid())),
+      origin_(ctx.loop, ctx.config->cached.origin,
+              ctx.config->cached.connect_timeout,
+              ctx.config->cached.origin_idle_timeout),
+      alog_(ctx.loop, ctx.config->cached.access_log)
+{
+    counters_->pid.store(pid_);
+    key_policy_.sort_query = cfg_->sort_query;
+    key_policy_.drop_params = cfg_->ignore_params;
+    for (const std::string& s : cfg_->purge_allow) {
+        Net n;
+        if (parse_net(s, &n.family, n.addr, &n.prefix))
+            purge_nets_.push_back(n);
+    }
+    if (!cfg_->shared_tier.empty()) {
+        auto it = config_->pools.find(cfg_->shared_tier);
+        if (it != config_->pools.end()) {
+            McTierOptions o;
+            o.timeout = cfg_->tier_timeout;
+            o.max_object = cfg_->tier_max_object;
+            tier_ = std::make_unique<McTier>(loop_, it->second, o);
+        }
+    }
+    size_t i = 0;
+    for (const auto& l : ctx.listeners) {
+        auto li = std::make_unique<Listener>();
+        li->worker = this;
+        li->fd = l.fd;
+        li->tls = state->tls_ctx(ctx.generation, i++);
+        ev_io_init(&li->io, on_accept, l.fd, EV_READ);
+        li->io.data = li.get();
+        ev_io_start(loop_, &li->io);
+        listeners_.push_back(std::move(li));
+    }
+    ev_signal_init(&usr1_, on_usr1, SIGUSR1);
+    usr1_.data = this;
+    ev_signal_start(loop_, &usr1_);
+    ev_prepare_init(&prepare_, on_prepare);
+    prepare_.data = this;
+    ev_prepare_start(loop_, &prepare_);
+    ev_timer_init(&tick_, on_tick, kTick, kTick);
+    tick_.data = this;
+    if (tier_)
+        ev_timer_start(loop_, &tick_);
+}
+
+CacheWorker::~CacheWorker()
+{
+    for (auto& l : listeners_)
+        ev_io_stop(loop_, &l->io);
+    ev_signal_stop(loop_, &usr1_);
+    ev_prepare_stop(loop_, &prepare_);
+    ev_timer_stop(loop_, &tick_);
+    // Fetches first: they point at clients and at the origin pool.
+    fetches_.clear();
+    fetches_all_.clear();
+    clients_.clear();
+    counters_->pid.store(0);
+}
+
+bool
+CacheWorker::cookie_ok(std::string_view target) const noexcept
+{
+    for (const std::string& p : cfg_->cookie_paths)
+        if (target.substr(0, p.size()) == p)
+            return true;
+    return false;
+}
+
+bool
+CacheWorker::purge_allowed(const std::string& ip) const noexcept
+{
+    unsigned char a[16];
+    int family = 0, prefix = 0;
+    if (ip.empty() || !parse_net(ip, &family, a, &prefix))
+        return false;
+    for (const Net& n : purge_nets_)
+        if (n.family == family && prefix_match(a, n.addr, n.prefix))
+            return true;
+    return false;
+}
+
+Fetch*
+CacheWorker::fetch_for(const std::string& key) noexcept
+{
+    auto it = fetches_.find(key);
+    return it == fetches_.end() ? nullptr : it->second;
+}
+
+Fetch*
+CacheWorker::start_fetch(std::unique_ptr<Fetch> f) noexcept
+{
+    Fetch* raw = f.get();
+    fetches_all_.emplace(raw, std::move(f));
+    if (raw->collapsible() && fetches_.count(raw->primary()) == 0)
+        fetches_.emplace(raw->primary(), raw);
+    else
+        raw->set_collapsible(false);
+    raw->start();
+    return raw;
+}
+
+void
+CacheWorker::uncollapse(Fetch* f) noexcept
+{
+    auto it = fetches_.find(f->primary());
+    if (it != fetches_.end() && it->second == f)
+        fetches_.erase(it);
+}
+
+void
+CacheWorker::fetch_done(Fetch* f) noexcept
+{
+    uncollapse(f);
+    dead_fetches_.push_back(f);
+}
+
+size_t
+CacheWorker::purge_key(const std::string& primary) noexcept
+{
+    Store& st = store();
+    size_t n = st.remove(primary) ? 1 : 0;
+    std::string variants = primary;
+    variants.push_back('\0');
+    n += st.remove_prefix(variants);
+    return n;
+}
+
+void
+CacheWorker::close_client(ClientConn* c) noexcept
+{
+    c->stop_watchers();
+    dead_clients_.push_back(c);
+}
+
+bool
+CacheWorker::client_alive(ClientConn* c, uint64_t id) const noexcept
+{
+    auto it = clients_.find(c);
+    return it != clients_.end() && c->id() == id &&
+           std::find(dead_clients_.begin(), dead_clients_.end(), c) ==
+               dead_clients_.end();
+}
+
+void
+CacheWorker::on_prepare(struct ev_loop*, ev_prepare* w, int) noexcept
+{
+    // Connections and fetches end inside each other's callbacks; they are
+    // freed here, when no callback of theirs is on the stack.
+    auto* self = static_cast<CacheWorker*>(w->data);
+    while (!self->dead_fetches_.empty() || !self->dead_clients_.empty()) {
+        std::vector<Fetch*> fs;
+        fs.swap(self->dead_fetches_);
+        for (Fetch* f : fs)
+            self->fetches_all_.erase(f);
+        std::vector<ClientConn*> cs;
+        cs.swap(self->dead_clients_);
+        for (ClientConn* c : cs)
+            self->clients_.erase(c);
+    }
+    self->maybe_idle();
+}
+
+void
+CacheWorker::on_usr1(struct ev_loop*, ev_signal* w, int) noexcept
+{
+    static_cast<CacheWorker*>(w->data)->alog_.reopen();
+}
+
+void
+CacheWorker::on_tick(struct ev_loop*, ev_timer* w, int) noexcept
+{
+    auto* self = static_cast<CacheWorker*>(w->data);
+    CachedShared* s = self->shared();
+    uint64_t e = s->tier_epoch.load();
+    if (e == self->tier_epoch_ || !self->tier_)
+        return;
+    self->tier_epoch_ = e;
+    auto it = self->config_->pools.find(self->cfg_->shared_tier);
+    if (it == self->config_->pools.end())
+        return;
+    const auto& nodes = it->second.nodes;
+    for (size_t i = 0; i < nodes.size() && i < kMaxTierNodes; ++i)
+        self->tier_->set_health(nodes[i].name, s->tier_up[i].load() != 0);
+}
+
+void
+CacheWorker::on_accept(struct ev_loop*, ev_io* w, int) noexcept
+{
+    auto* l = static_cast<Listener*>(w->data);
+    l->worker->accept_from(l);
+}
+
+void
+CacheWorker::accept_from(Listener* l) noexcept
+{
+    // Several workers share the listening socket; take a bounded batch so
+    // one worker does not starve its own connections.
+    for (int i = 0; i < 64; ++i) {
+        sockaddr_storage ss;
+        socklen_t len = sizeof ss;
+        int err = 0;
+        UniqueFd fd = accept_nonblocking(l->fd, &ss, &len, &err);
+        if (!fd) {
+            if (err != EAGAIN && err != ECONNABORTED)
+                log_warn("accept: %s", std::strerror(err));
+            return;
+        }
+        set_nodelay(fd.get());
+        char ip[INET6_ADDRSTRLEN] = "";
+        if (ss.ss_family == AF_INET)
+            inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&ss)->sin_addr,
+                      ip, sizeof ip);
+        else if (ss.ss_family == AF_INET6)
+            inet_ntop(AF_INET6,
+                      &reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr, ip,
+                      sizeof ip);
+        auto c = std::make_unique<ClientConn>(
+            this, std::move(fd),
+            format_sockaddr(reinterpret_cast<sockaddr*>(&ss), len), ip, l->tls);
+        ClientConn* raw = c.get();
+        raw->set_id(next_id_++);
+        clients_.emplace(raw, std::move(c));
+        raw->start();
+    }
+}
+
+void
+CacheWorker::shutdown(std::function<void()> idle) noexcept
+{
+    shutting_down_ = true;
+    on_idle_ = std::move(idle);
+    for (auto& l : listeners_) {
+        ev_io_stop(loop_, &l->io);
+        ::close(l->fd);
+        l->fd = -1;
+    }
+    std::vector<ClientConn*> waiting;
+    for (auto& [p, c] : clients_)
+        if (c->idle())
+            waiting.push_back(p);
+    for (ClientConn* c : waiting)
+        close_client(c);
+    maybe_idle();
+}
+
+void
+CacheWorker::maybe_idle() noexcept
+{
+    if (!shutting_down_ || !on_idle_)
+        return;
+    if (clients_.size() > dead_clients_.size())
+        return;
+    // Background fetches filling the store may finish; they are bounded by
+    // the origin timeout, and the parent's grace bounds us.
+    for (auto& [f, p] : fetches_all_)
+        if (std::find(dead_fetches_.begin(), dead_fetches_.end(), f) ==
+            dead_fetches_.end())
+            return;
+    auto done = std::move(on_idle_);
+    on_idle_ = nullptr;
+    done();
+}
+
+std::unique_ptr<Worker>
+make_cache_worker(WorkerContext& ctx)
+{
+    auto* state = dynamic_cast<CachedState*>(ctx.state);
+    if (state == nullptr || !state->store().join()) {
+        log_error("store: cannot join the shared store");
+        return nullptr;
+    }
+    return std::make_unique<CacheWorker>(ctx, state);
+}
+
+}  // namespace sj

@@ -1,0 +1,125 @@
+#pragma once
+// cached's worker: accepts HTTP and HTTPS clients on the listeners the
+// parent bound, answers hits from the shared store (cached/store.h) and
+// forwards misses to the origin (fetch.cc) over pooled connections
+// (origin.cc), per the caching rules of cached/http_cache.h.
+//
+// Collapsed forwarding: one Fetch per key is "collapsible" at a time in a
+// worker (fetches_); requests for that key in this worker wait on it and
+// look the key up again when it ends. Across workers the shared pass table
+// (state.h) says "a fetch is in flight in pid P": requests there poll the
+// store briefly. An uncacheable answer marks the key "pass" in the same
+// table so that nobody waits for it again for cached.pass_ttl.
+
+#include <ev.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "cached/access_log.h"
+#include "cached/http_cache.h"
+#include "cached/origin.h"
+#include "cached/state.h"
+#include "cached/store.h"
+#include "common/daemon_main.h"
+
+namespace sj {
+
+class ClientConn;
+class Fetch;
+class McTier;
+
+// Our own bits of ObjectMeta::flags, beside http_cache's kStoredXxx.
+inline constexpr uint32_t kStoredVaryIndex = 1u << 8;  // names the Vary
+inline constexpr uint32_t kStoredAuthOk = 1u << 9;  // may answer Authorization
+
+class CacheWorker : public Worker {
+public:
+    CacheWorker(WorkerContext& ctx, CachedState* state);
+    ~CacheWorker() override;
+
+    void shutdown(std::function<void()> idle) noexcept override;
+
+    struct ev_loop* loop() const noexcept { return loop_; }
+    const CachedConfig& config() const noexcept { return *cfg_; }
+    Store& store() noexcept { return state_->store(); }
+    CachedShared* shared() noexcept { return state_->shared(); }
+    WorkerCounters& counters() noexcept { return *counters_; }
+    OriginPool& origin() noexcept { return origin_; }
+    AccessLog& access_log() noexcept { return alog_; }
+    McTier* tier() noexcept { return tier_.get(); }
+    const KeyPolicy& key_policy() const noexcept { return key_policy_; }
+    const FreshnessPolicy& freshness() const noexcept { return freshness_; }
+    bool shutting_down() const noexcept { return shutting_down_; }
+    int32_t pid() const noexcept { return pid_; }
+    // May responses with Set-Cookie under this target be stored?
+    bool cookie_ok(std::string_view target) const noexcept;
+    // Is the client address allowed to PURGE?
+    bool purge_allowed(const std::string& ip) const noexcept;
+
+    // The collapsible fetch for `key` in this worker, if any.
+    Fetch* fetch_for(const std::string& key) noexcept;
+    // Starts a fetch (owned by the worker until it ends).
+    Fetch* start_fetch(std::unique_ptr<Fetch> f) noexcept;
+    // Called by a Fetch as it ends: forget and free it (later, safely).
+    void fetch_done(Fetch* f) noexcept;
+    void uncollapse(Fetch* f) noexcept;
+
+    void close_client(ClientConn* c) noexcept;
+    // Is `c` still a live connection with this id (for late callbacks)?
+    bool client_alive(ClientConn* c, uint64_t id) const noexcept;
+    // Removes every stored variant of a primary key.
+    size_t purge_key(const std::string& primary) noexcept;
+
+private:
+    struct Listener {
+        CacheWorker* worker = nullptr;
+        int fd = -1;
+        SSL_CTX* tls = nullptr;
+        ev_io io{};
+    };
+    static void on_accept(struct ev_loop*, ev_io* w, int) noexcept;
+    static void on_usr1(struct ev_loop*, ev_signal* w, int) noexcept;
+    static void on_prepare(struct ev_loop*, ev_prepare* w, int) noexcept;
+    static void on_tick(struct ev_loop*, ev_timer* w, int) noexcept;
+    void accept_from(Listener* l) noexcept;
+    void maybe_idle() noexcept;
+
+    struct ev_loop* loop_;
+    std::shared_ptr<const Config> config_;
+    const CachedConfig* cfg_;
+    CachedState* state_;
+    WorkerCounters* counters_;
+    int32_t pid_;
+    OriginPool origin_;
+    AccessLog alog_;
+    std::unique_ptr<McTier> tier_;
+    uint64_t tier_epoch_ = 0;
+    KeyPolicy key_policy_;
+    FreshnessPolicy freshness_;
+    struct Net {
+        int family = 0;
+        unsigned char addr[16] = {};
+        int prefix = 0;
+    };
+    std::vector<Net> purge_nets_;
+    uint64_t next_id_ = 1;
+    std::vector<std::unique_ptr<Listener>> listeners_;
+    std::map<ClientConn*, std::unique_ptr<ClientConn>> clients_;
+    std::map<Fetch*, std::unique_ptr<Fetch>> fetches_all_;
+    std::unordered_map<std::string, Fetch*> fetches_;
+    std::vector<ClientConn*> dead_clients_;
+    std::vector<Fetch*> dead_fetches_;
+    ev_signal usr1_{};
+    ev_prepare prepare_{};
+    ev_timer tick_{};
+    bool shutting_down_ = false;
+    std::function<void()> on_idle_;
+};
+
+std::unique_ptr<Worker> make_cache_worker(WorkerContext& ctx);
+
+}  // namespace sj

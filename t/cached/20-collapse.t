@@ -1,0 +1,65 @@
+#!/usr/bin/perl
+# Collapsed forwarding: concurrent misses for one key make one origin
+# request, in one worker and across two; an uncacheable answer releases
+# the waiters at once and marks the key pass, so later requests do not
+# queue behind each other. Scripted origin (t/cached/origin.pl) that sleeps.
+use strict;
+use warnings;
+use lib (($ENV{SJ_SRCDIR} // '.') . '/t/lib');
+use Test::More;
+use Time::HiRes qw(sleep time);
+use SJ::Net;
+use SJ::Test;
+use SJ::Cached qw(start_cached stats);
+
+my $t = SJ::Test->new;
+my $o = SJ::Cached::Origin->start($t);
+
+# Sends $n requests for $path at once; returns (elapsed, responses).
+sub burst {
+    my ($port, $path, $n) = @_;
+    my $t0 = time;
+    my @socks = map {
+        http_send(host => '127.0.0.1', port => $port, path => $path,
+                  headers => { Host => 'test.example' })
+            or die "send: $@"
+    } 1 .. $n;
+    my @r = map { http_read($_, timeout => 10) } @socks;
+    return (time - $t0, @r);
+}
+
+for my $workers (1, 2) {
+    my ($tt, $d, $port) = start_cached(origin => $o->address,
+        workers => $workers, test => SJ::Test->new,
+        extra => 'pass_ttl = 5.0; collapse_wait = 5.0;');
+    my $path = "/c$workers?sleep=1000&cc=max-age%3D60";
+    my ($el, @r) = burst($port, $path, 10);
+    is(scalar(grep { $_->{status} == 200 } @r), 10,
+       "$workers worker(s): ten concurrent misses all answered");
+    is(scalar(grep { $_->{body} eq "origin body for $path\n" } @r), 10,
+       "$workers worker(s): all with the body");
+    is(scalar($o->requests(qr/^GET \/c$workers\?/)), 1,
+       "$workers worker(s): one origin request for ten clients");
+    ok($el < 3, sprintf("$workers worker(s): in %.2fs", $el));
+    ok(scalar(grep { ($_->{headers}{'cache-status'} // '') =~ /collapsed/ } @r) >= 1,
+       "$workers worker(s): waiters say collapsed in Cache-Status");
+
+    # Uncacheable: the waiters are released when the answer shows it, and
+    # then the key passes: five concurrent requests take one origin time.
+    my $u = "/u$workers?sleep=1000";
+    ($el, @r) = burst($port, $u, 5);
+    is(scalar(grep { $_->{status} == 200 } @r), 5,
+       "$workers worker(s): uncacheable: all answered");
+    ok($el < 3.5, sprintf("$workers worker(s): uncacheable first burst "
+                          . "not serialised (%.2fs)", $el));
+    ($el, @r) = burst($port, $u, 5);
+    ok($el < 1.9, sprintf("$workers worker(s): pass: five in parallel "
+                          . "(%.2fs)", $el));
+    is(scalar($o->requests(qr/^GET \/u$workers\?/)), 10,
+       "$workers worker(s): every uncacheable request reached the origin");
+    my $st = stats($d);
+    ok($st->{collapsed} >= 9, "collapsed counted ($st->{collapsed})");
+    is($d->stop, 0, "$workers worker(s): clean stop");
+}
+
+done_testing;

@@ -1,0 +1,85 @@
+#!/usr/bin/perl
+# The shared memcached tier: two cached instances in front of one origin
+# share what either fetched (a local miss in one is a tier hit, not an
+# origin request); a dead memcached node costs at most one short timeout,
+# then it is skipped; `node health` from heartbeatd is accepted.
+use strict;
+use warnings;
+use lib (($ENV{SJ_SRCDIR} // '.') . '/t/lib');
+use Test::More;
+use Time::HiRes qw(sleep time);
+use SJ::Memcached;
+use SJ::Net;
+use SJ::Test;
+use SJ::Cached qw(start_cached get stats);
+
+if (my $why = SJ::Memcached::skip_reason()) { plan skip_all => $why }
+
+my $mc = SJ::Memcached->start;
+my $t0 = SJ::Test->new;
+my $o = SJ::Cached::Origin->start($t0);
+my $pools = { pools => qq{mc: { nodes = (
+    { name = "mc1"; address = "${\ $mc->address}"; } ); };} };
+my @c;
+for my $name (qw(a b)) {
+    my ($t, $d, $port) = start_cached(origin => $o->address,
+        test => SJ::Test->new, sections => $pools,
+        extra => 'shared_tier = "mc"; tier_timeout = 0.2;
+                   purge_allow = [ "127.0.0.1" ];');
+    push @c, { t => $t, d => $d, port => $port };
+}
+my ($A, $B) = map { $_->{port} } @c;
+
+my $r = get($A, '/t1?cc=max-age%3D60&size=5000');
+is($r->{status}, 200, 'A: miss from the origin');
+my $ok = 0;
+for (1 .. 20) {  # the tier set is fire-and-forget
+    my $v = $mc->stats;
+    last if ($ok = ($v->{curr_items} // 0) >= 1);
+    sleep 0.05;
+}
+ok($ok, 'A stored the object in memcached');
+$r = get($B, '/t1?cc=max-age%3D60&size=5000');
+is($r->{status}, 200, 'B: 200');
+is(length $r->{body}, 5000, 'B: the whole body');
+like($r->{headers}{'cache-status'}, qr/detail=shared-tier/,
+     'B: served from the shared tier');
+is(scalar($o->requests(qr/^GET \/t1/)), 1, 'one origin request for both');
+$r = get($B, '/t1?cc=max-age%3D60&size=5000');
+like($r->{headers}{'cache-status'}, qr/; hit; ttl=\d+$/, 'B: then a local hit');
+is(stats($c[1]{d})->{tier_hits}, 1, 'B counts one tier hit');
+
+# PURGE removes from the tier too.
+get($A, '/t2?cc=max-age%3D60');
+sleep 0.2;
+my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$A") or die;
+print $s "PURGE /t2?cc=max-age%3D60 HTTP/1.1\r\nHost: test.example\r\nConnection: close\r\n\r\n";
+is(http_read($s)->{status}, 200, "PURGE on A");
+sleep 0.2;
+get($B, '/t2?cc=max-age%3D60');
+is(scalar($o->requests(qr/^GET \/t2/)), 2, 'purged from the tier as well');
+
+# The memcached node dies: at most one timeout, then skipped.
+$mc->kill;
+my $t1 = time;
+$r = get($B, '/t3?cc=max-age%3D60');
+my $first = time - $t1;
+is($r->{status}, 200, 'dead tier node: still answered');
+ok($first < 1.0, sprintf('first request after the death: %.2fs', $first));
+my $worst = 0;
+for my $i (4 .. 8) {
+    $t1 = time;
+    get($B, "/t$i?cc=max-age%3D60");
+    $worst = time - $t1 if time - $t1 > $worst;
+}
+ok($worst < 0.15, sprintf('later requests skip the dead node (%.3fs)', $worst));
+my ($st, $body) = $c[1]{d}->ctl('node health mc/mc1 down killed');
+is($st, 200, 'node health for the tier pool accepted');
+($st, $body) = $c[1]{d}->ctl('node health php/p1 down x');
+is($st, 200, 'node health for another pool ignored');
+$mc->start;
+($st, $body) = $c[1]{d}->ctl('node health mc/mc1 up');
+is($st, 200, 'node back up');
+
+is($_->{d}->stop, 0, 'clean stop') for @c;
+done_testing;

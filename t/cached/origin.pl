@@ -1,0 +1,116 @@
+#!/usr/bin/perl
+# A scripted origin for cached's tests, for exact headers and faults that
+# Apache cannot be made to produce on cue. Forks per connection, serves
+# keep-alive, and appends one line per request to LOG ("METHOD TARGET").
+#
+#   origin.pl PORT LOG
+#
+# The path chooses the behaviour; query parameters:
+#   cc=VALUE       Cache-Control
+#   sleep=MS       wait before answering
+#   status=N       status code (default 200)
+#   size=N         body of N bytes (default: a short text)
+#   chunked=1      Transfer-Encoding: chunked
+#   truncate=N     announce the body but close after N bytes
+#   etag=V         ETag "V"; If-None-Match "V" gets 304
+#   close=1        Connection: close, no Content-Length (read until close)
+#   body=TEXT      the body
+# While the file LOG.fail exists, every request is answered with the status
+# it holds and no caching headers (the test's "origin is failing" switch).
+use strict;
+use warnings;
+use IO::Socket::INET;
+use Time::HiRes qw(sleep);
+use POSIX ();
+
+my ($port, $log) = @ARGV;
+my $srv = IO::Socket::INET->new(LocalAddr => "127.0.0.1:$port", Listen => 128,
+                                ReuseAddr => 1) or die "listen: $!\n";
+$SIG{CHLD} = 'IGNORE';
+my $n = 0;
+while (1) {
+    my $c = $srv->accept or next;
+    my $pid = fork;
+    if (!defined $pid) { close $c; next }
+    if ($pid) { close $c; next }
+    close $srv;
+    serve($c);
+    POSIX::_exit(0);
+}
+
+sub serve {
+    my ($c) = @_;
+    binmode $c;
+    my $buf = '';
+    while (1) {
+        while ($buf !~ /\r\n\r\n/) {
+            my $r = sysread $c, $buf, 65536, length $buf;
+            return unless $r;
+        }
+        $buf =~ s/^(.*?)\r\n\r\n//s;
+        my $head = $1;
+        my ($method, $target) = $head =~ /^(\S+) (\S+)/;
+        my %h = map { /^([^:]+):\s*(.*)$/ ? (lc $1, $2) : () }
+                split /\r\n/, $head;
+        if (my $cl = $h{'content-length'}) {
+            while (length $buf < $cl) {
+                sysread $c, $buf, 65536, length $buf or return;
+            }
+            substr($buf, 0, $cl, '');
+        }
+        if (open my $lf, '>>', $log) {
+            print $lf "$method $target inm=" . ($h{'if-none-match'} // '-')
+                . " xfp=" . ($h{'x-forwarded-proto'} // '-')
+                . " xff=" . ($h{'x-forwarded-for'} // '-') . "\n";
+            close $lf;
+        }
+        my %q = $target =~ /[?&]([^=&]+)=([^&]*)/g;
+        s/%([0-9A-Fa-f]{2})/chr hex $1/ge for values %q;
+        sleep($q{sleep} / 1000) if $q{sleep};
+        my $status = $q{status} // 200;
+        # The test can make every answer fail: LOG.fail holds the status.
+        if (open my $ff, '<', "$log.fail") {
+            my $fs = <$ff> // '';
+            ($status) = $fs =~ /(\d{3})/;
+            $status //= 500;
+            delete $q{$_} for qw(cc etag chunked truncate close size);
+            $q{body} = "failing\n";
+        }
+        my $body = $q{body} // "origin body for $target\n";
+        $body = 'x' x $q{size} if defined $q{size};
+        my @hdr = ("Date: " . POSIX::strftime("%a, %d %b %Y %H:%M:%S GMT",
+                                              gmtime));
+        push @hdr, "Cache-Control: $q{cc}" if defined $q{cc};
+        push @hdr, "X-Origin-Pid: $$";
+        if (defined $q{etag}) {
+            push @hdr, qq{ETag: "$q{etag}"};
+            if (($h{'if-none-match'} // '') eq qq{"$q{etag}"}) {
+                print $c join("\r\n", "HTTP/1.1 304 Not Modified", @hdr, '', '');
+                next;
+            }
+        }
+        my $reason = $status == 200 ? 'OK' : 'Status';
+        if ($q{close}) {
+            print $c join("\r\n", "HTTP/1.1 $status $reason", @hdr,
+                          'Connection: close', '', '') . $body;
+            return;
+        }
+        if ($q{chunked}) {
+            my $out = join("\r\n", "HTTP/1.1 $status $reason", @hdr,
+                           'Transfer-Encoding: chunked', '', '');
+            for my $piece ($body =~ /(.{1,1000})/gs) {
+                $out .= sprintf("%x\r\n%s\r\n", length $piece, $piece);
+            }
+            print $c $out . "0\r\n\r\n";
+            next;
+        }
+        my $out = join("\r\n", "HTTP/1.1 $status $reason", @hdr,
+                       'Content-Length: ' . length($body), '', '');
+        if (defined $q{truncate}) {
+            syswrite $c, $out . substr($body, 0, $q{truncate});
+            sleep 0.2;
+            return;
+        }
+        syswrite $c, $out . $body;
+    }
+}
