@@ -91,26 +91,28 @@ for my $n (qw(h2 h3)) {
 
 # Round robin sends every other request to h1 first: three such requests
 # time out there and go on to b1, each costing about connect_timeout.
-my (@slow, @fast, @bad);
+my (@times, @bad);
 for (1 .. 6) {
     my ($r, $dt) = get();
     push @bad, $r unless $r =~ m{\AHTTP/1\.1 200 .*node=b1\n\z}s;
-    push @{ $dt >= $ct * 0.9 ? \@slow : \@fast }, $dt;
+    push @times, $dt;
 }
 is(scalar @bad, 0, 'every request answered 200 by b1 through the retries')
     or diag explain \@bad;
-is(scalar @slow, 3, 'three requests met the black hole first');
-ok(!grep({ $_ > $ct + 1.5 } @slow), 'each cost about one connect timeout')
-    or diag "@slow";
+# Which requests met h1 is counted in the access log below; here, the
+# three slowest waited for a connect timeout and none waited much more.
+my @slow = (sort { $b <=> $a } @times)[0 .. 2];
+ok(!grep({ $_ < $ct * 0.9 || $_ > $ct + 1.5 } @slow),
+   'a request meeting the black hole costs about one connect timeout')
+    or diag "@times";
 ok($d->wait_log(qr{php/h1: connect: timed out}), 'connect timeouts logged');
 ok($d->wait_log(qr{php/h1: marked down for 60s after 3 consecutive failures \(connect timeout\)}),
    'passive health: h1 down after passive_fall timeouts');
 is(node_row('h1')->{HEALTH}, 'down', 'show nodes: h1 down');
 
-# With h1 out, nothing waits for it any more.
+# With h1 out, nothing waits for it any more (no retry: access log).
 my ($r, $dt) = get();
 like($r, qr{node=b1\n\z}, 'b1 answers');
-ok($dt < $ct * 0.9, 'no connect timeout once h1 is down') or diag $dt;
 
 # Only black holes: h1 back up (as heartbeatd would say), h2 and h3
 # enabled, b1 disabled. retries = 1: two attempts, then 503.
@@ -130,8 +132,12 @@ is($d->stop, 0, 'clean stop');
 open my $fh, '<', $t->dir . '/access.log' or die;
 my @log = <$fh>;
 close $fh;
-is(scalar(grep { m{" 200 .* b1 1 .* ok$} } @log), 3,
-   'access log: three requests with one retry each');
+my @ok = grep { m{"GET /x HTTP/1\.1" 200 } } @log;
+is(scalar @ok, 7, 'access log: seven answered requests');
+is(scalar(grep { m{ b1 1 .* ok$} } @ok[0 .. 5]), 3,
+   'access log: three of the first six met h1 and were retried once');
+like($ok[6] // '', qr{ b1 0 [-\d.]+ [-\d.]+ [-\d.]+ [-\d.]+ ok$},
+     'access log: no retry once h1 is down');
 ok((grep { m{"GET /x HTTP/1\.1" 503 .* 1 [-\d.]+ [-\d.]+ [-\d.]+ [-\d.]+ connect-timeout$} } @log),
    'access log: the 503 ended in connect-timeout after one retry');
 done_testing;
