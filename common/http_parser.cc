@@ -746,6 +746,36 @@ HttpParser::scan_head(const char* data, size_t len) noexcept
 {
     const bool request = type_ == HttpParserType::kRequest;
     for (size_t i = 0; i < len; ++i) {
+        if (!scan_cr_ && !scan_in_start_ && scan_line_len_ > 0) {
+            // Inside a field line only CR and LF matter: skip to the next
+            // one with memchr instead of looking at every byte, since this
+            // scan runs on every request and response head.
+            const char* p = data + i;
+            size_t left = len - i;
+            const void* cr = std::memchr(p, '\r', left);
+            size_t n = cr ? static_cast<size_t>(
+                                static_cast<const char*>(cr) - p)
+                          : left;
+            if (n > 0) {
+                if (std::memchr(p, '\n', n) != nullptr) {
+                    fail(HttpError::kBadLineEnding, "bare lf");
+                    return i;
+                }
+                scan_line_len_ += n;
+                scan_section_bytes_ += n;
+                if (scan_line_len_ > limits_.header_line) {
+                    fail(HttpError::kHeaderLineTooLarge);
+                    return i;
+                }
+                if (scan_section_bytes_ > limits_.header_total) {
+                    fail(HttpError::kHeaderSectionTooLarge);
+                    return i;
+                }
+                i += n;
+                if (i == len)
+                    return len;
+            }
+        }
         char c = data[i];
         if (scan_cr_) {
             scan_cr_ = false;
