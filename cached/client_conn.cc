@@ -352,7 +352,7 @@ ClientConn::flush() noexcept
             if (head_off_ < head_.size())
                 iov[k++] = {head_.data() + head_off_, head_.size() - head_off_};
             if (body_off_ < body_end_)
-                k += static_cast<int>(ref_.body_iov(
+                k += static_cast<int>(send_ref_->body_iov(
                     body_off_, body_end_ - body_off_, iov + k, 32 - k));
             ssize_t n = do_writev(iov, k);
             if (n == -EAGAIN) {
@@ -375,6 +375,8 @@ ClientConn::flush() noexcept
             body_off_ += left;
         }
         ref_.reset();
+        hot_ref_.reset();
+        send_ref_ = nullptr;
         ev_io_stop(loop, &wio_);
         finish_request();
         return;
@@ -391,8 +393,13 @@ ClientConn::flush() noexcept
         return;
     }
     if (state_ == State::kIdle && in_.empty()) {
-        in_.release_memory();
-        out_.release_memory();
+        // Keep the usual read buffer between requests (freeing it would
+        // cost a free and a malloc per hit); give back what a large
+        // request or a streamed response made grow.
+        if (in_.capacity() > 2 * Buffer::kReadChunk)
+            in_.release_memory();
+        if (out_.capacity() > 0)
+            out_.release_memory();
         if (w_->shutting_down())
             close();
     }
@@ -412,6 +419,8 @@ ClientConn::close() noexcept
     }
     stop_watchers();
     ref_.reset();
+    hot_ref_.reset();
+    send_ref_ = nullptr;
     w_->close_client(this);
 }
 
@@ -435,6 +444,15 @@ ClientConn::process() noexcept
         for (std::string_view span : req_.body())
             body_.append(span);
         in_.consume(used);
+        if (req_.headers_done() && !req_.done() && !continued_ &&
+            !req_.failed()) {
+            // RFC 9110 §10.1.1: a client that asked to wait gets told to
+            // go on, since cached reads the body before forwarding it.
+            continued_ = true;
+            auto expect = req_.message().header("expect");
+            if (expect && http_iequals(*expect, "100-continue"))
+                out_.append(std::string_view("HTTP/1.1 100 Continue\r\n\r\n"));
+        }
         if (req_.failed()) {
             refuse(http_error_status(req_.error()), req_.error_message());
             break;
@@ -479,7 +497,6 @@ ClientConn::handle_request() noexcept
     no_collapse_ = false;
     wait_until_ = 0;
     tier_asked_ = false;
-    ev_timer_stop(w_->loop(), &timer_);
     auto host = m.header("host");
     primary_.clear();
     cache_key(host ? *host : std::string_view(), m.target(), w_->key_policy(),
@@ -532,6 +549,16 @@ ClientConn::lookup() noexcept
     Store& st = w_->store();
     LookupStatus ls = LookupStatus::kMiss;
     bool waited = state_ == State::kWaitFetch || state_ == State::kWaitOther;
+    int64_t now = wall_now();
+    if (!auth_ && !waited) {
+        if (std::shared_ptr<ObjectRef> hot = w_->hot_get(primary_)) {
+            if (reuse_decision(stored_freshness(hot->meta(), now), req_cc_,
+                               0) == Reuse::kFresh) {
+                serve_hot(std::move(hot), Served::kHit);
+                return;
+            }
+        }
+    }
     ObjectRef ref = st.lookup(primary_, &ls);
     if (ref && (ref.meta().flags & kStoredVaryIndex)) {
         scratch_.clear();
@@ -542,7 +569,6 @@ ClientConn::lookup() noexcept
     }
     if (ref && auth_ && !(ref.meta().flags & kStoredAuthOk))
         ref.reset();  // RFC 9111 §3.5: the stored response did not allow it
-    int64_t now = wall_now();
     const CachedConfig& cfg = w_->config();
     auto grace = static_cast<int64_t>(cfg.stale_grace);
     if (ref) {
@@ -550,6 +576,9 @@ ClientConn::lookup() noexcept
         Reuse r = reuse_decision(f, req_cc_, 0);
         bool down = w_->shared()->origin_down.load(std::memory_order_relaxed);
         if (r == Reuse::kFresh) {
+            // Variants and answers to credentials stay out of the table.
+            if (!auth_ && ref.key() == primary_)
+                w_->hot_put(primary_);
             serve(std::move(ref), waited ? Served::kCollapsed : Served::kHit,
                   0);
         } else if (r == Reuse::kStaleAllowed) {
@@ -639,6 +668,7 @@ ClientConn::tier_result(bool found, std::string_view value) noexcept
     if (found && tier_decode(value, &m, &body)) {
         StoreWriter sw = w_->store().begin_insert(primary_, m, body.size());
         if (sw && sw.append(body.data(), body.size()) && sw.commit()) {
+            w_->store_changed();
             ObjectRef ref = w_->store().lookup(primary_);
             if (ref) {
                 StoredFreshness f = stored_freshness(ref.meta(), wall_now());
@@ -845,8 +875,25 @@ ClientConn::serve(ObjectRef ref, Served how, int origin_status) noexcept
     log_cache_ = served_name(how);
     build_hit(ref, how, origin_status, wall_now());
     ref_ = std::move(ref);
+    send_ref_ = &ref_;
     if (body_end_ == 0)
         ref_.reset();
+    state_ = State::kSendHit;
+    flush();
+}
+
+void
+ClientConn::serve_hot(std::shared_ptr<ObjectRef> ref, Served how) noexcept
+{
+    w_->counters().hits.fetch_add(1, std::memory_order_relaxed);
+    log_cache_ = served_name(how);
+    build_hit(*ref, how, 0, wall_now());
+    hot_ref_ = std::move(ref);
+    send_ref_ = hot_ref_.get();
+    if (body_end_ == 0) {
+        hot_ref_.reset();
+        send_ref_ = nullptr;
+    }
     state_ = State::kSendHit;
     flush();
 }
@@ -966,6 +1013,7 @@ ClientConn::finish_request() noexcept
     log_request();
     req_.reset();
     body_.clear();
+    continued_ = false;
     state_ = State::kIdle;
     t_start_ = 0;
     if (!keep_)

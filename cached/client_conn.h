@@ -18,6 +18,7 @@
 #include <ev.h>
 #include <sys/uio.h>
 
+#include <memory>
 #include <string>
 
 #include "cached/http_cache.h"
@@ -109,6 +110,8 @@ private:
     void lookup() noexcept;
     void go_origin(bool cacheable, ObjectRef stale) noexcept;
     void serve(ObjectRef ref, Served how, int origin_status) noexcept;
+    // A hit from the worker's hot-object table.
+    void serve_hot(std::shared_ptr<ObjectRef> ref, Served how) noexcept;
     void simple_response(int status, std::string_view text,
                          bool close) noexcept;
     void refuse(int status, const char* why) noexcept;
@@ -132,7 +135,8 @@ private:
     uint64_t id_ = 0;
     bool closed_ = false;
     bool tier_asked_ = false;
-    std::string mp_;  // a multipart/byteranges body
+    bool continued_ = false;  // decided about 100 Continue
+    std::string mp_;          // a multipart/byteranges body
 
     CacheWorker* w_;
     UniqueFd fd_;
@@ -163,6 +167,8 @@ private:
 
     // A stored object being sent: head_ then body [body_off_, body_end_).
     ObjectRef ref_;
+    std::shared_ptr<ObjectRef> hot_ref_;   // or a hot object's shared pin
+    const ObjectRef* send_ref_ = nullptr;  // whichever of the two is sent
     std::string head_;
     size_t head_off_ = 0;
     uint64_t body_off_ = 0;

@@ -404,6 +404,7 @@ Fetch::start_store(const HttpMessage& r, const CacheControl& rcc) noexcept
         StoreWriter iw = w_->store().begin_insert(primary_, im, 0);
         if (!iw || !iw.commit())
             return false;
+        w_->store_changed();
         scratch_.clear();
         vary_values(req_, names, &scratch_);
         store_key_.clear();
@@ -470,7 +471,10 @@ Fetch::on_head() noexcept
                 auto lm = nm.header("last-modified");
                 m.etag = etag ? *etag : std::string_view();
                 m.last_modified = lm ? *lm : std::string_view();
-                w_->store().update_meta(key, m);
+                // Only the response that was revalidated: another worker
+                // may have stored a new one under the key meanwhile.
+                w_->store().update_meta(key, m, &sm);
+                w_->store_changed();
             }
             w_->counters().revalidated.fetch_add(1, std::memory_order_relaxed);
             stale_.reset();
@@ -572,7 +576,8 @@ Fetch::on_head() noexcept
     head += "\r\n";
     bool has_body = r.has_body() || r.framing == BodyFraming::kUntilClose;
     bool close = false;
-    if (r.framing == BodyFraming::kContentLength) {
+    if (r.has_content_length) {
+        // Also for HEAD and 304: the length of the body a GET would get.
         http_write_header(&head, "Content-Length", r.content_length);
     } else if (has_body) {
         if (client_->http10())
@@ -582,7 +587,8 @@ Fetch::on_head() noexcept
             chunk_out_ = true;
         }
     } else if (r.status != 204 && r.status != 304 &&
-               !(r.status >= 100 && r.status < 200)) {
+               !(r.status >= 100 && r.status < 200) &&
+               req_.method() != "HEAD") {
         head += "Content-Length: 0\r\n";
     }
     client_->set_status(r.status);
@@ -636,6 +642,7 @@ Fetch::complete() noexcept
     bool keep = resp_.message().keep_alive;
     if (writer_) {
         if (writer_.commit()) {
+            w_->store_changed();
             if (tier_store_ && w_->tier() != nullptr)
                 w_->tier()->set(store_key_, tier_value_, tier_ttl_);
         } else {

@@ -303,6 +303,7 @@ CachedState::purge_url(const std::string& url)
     size_t n = store_.remove(key) ? 1 : 0;
     key.push_back('\0');
     n += store_.remove_prefix(key);
+    shared_->store_epoch.fetch_add(1);
     return n;
 }
 
@@ -465,6 +466,7 @@ CachedState::add_commands(ControlServer& control)
                 n = store_.remove_prefix(key);
             }
             shared_->bans.fetch_add(1, std::memory_order_relaxed);
+            shared_->store_epoch.fetch_add(1);
             log_notice("ban %s: %zu objects", a[0].c_str(), n);
             return ControlReply{200, "banned " + std::to_string(n) + "\n"};
         });

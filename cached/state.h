@@ -56,6 +56,9 @@ struct CachedShared {
     uint64_t magic;
     std::atomic<uint32_t> origin_down;  // `origin down` from heartbeatd
     std::atomic<uint64_t> bans;
+    // Bumped after every change to what a key maps to (commit, removal,
+    // revalidation): workers drop their pinned hot objects when it moves.
+    std::atomic<uint64_t> store_epoch;
     // shared_tier node health, by node index in the pool; the epoch
     // changes on every report so workers notice.
     std::atomic<uint64_t> tier_epoch;

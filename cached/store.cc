@@ -862,8 +862,22 @@ Store::remove_prefix(std::string_view prefix) noexcept
     });
 }
 
+namespace {
+
+// Whether `cur` is the stored response `expect` describes (update_meta).
 bool
-Store::update_meta(std::string_view key, const ObjectMeta& meta) noexcept
+same_response(const ObjectMeta& cur, const ObjectMeta* expect) noexcept
+{
+    return expect == nullptr || (cur.response_time == expect->response_time &&
+                                 cur.etag == expect->etag &&
+                                 cur.last_modified == expect->last_modified);
+}
+
+}  // namespace
+
+bool
+Store::update_meta(std::string_view key, const ObjectMeta& meta,
+                   const ObjectMeta* expect) noexcept
 {
     Impl* im = impl();
     uint64_t hash = store_hash(key);
@@ -877,11 +891,17 @@ Store::update_meta(std::string_view key, const ObjectMeta& meta) noexcept
         if (e.state.load(std::memory_order_relaxed) != EntryState::kLive ||
             !key_matches(im, e, hash, key))
             continue;
+        Head* h = im->head(e);
+        if (expect != nullptr) {
+            ObjectMeta cur;
+            read_record(h, &cur);
+            if (!same_response(cur, expect))
+                break;  // replaced since it was revalidated
+        }
         found = true;
         // In place only while nobody reads it (a reader pins under this
         // lock, so none can start) and the record does not grow into the
         // body's inline extent.
-        Head* h = im->head(e);
         if (e.refcount == 0 && need <= h->used) {
             write_record(h, key, meta);
             done = true;
@@ -893,7 +913,7 @@ Store::update_meta(std::string_view key, const ObjectMeta& meta) noexcept
         return done;
     // A copy with the new record replaces it; readers keep the old one.
     ObjectRef old = lookup(key);
-    if (!old)
+    if (!old || !same_response(old.meta(), expect))
         return false;
     StoreWriter w = begin_insert(key, meta, old.body_size());
     if (!w)

@@ -281,7 +281,14 @@ public:
     // revalidation, RFC 9111 §4.3.4), keeping its body. In place when no
     // reader holds it and the new record fits; otherwise as a copy that
     // replaces it. False if there is no such object or no memory.
-    bool update_meta(std::string_view key, const ObjectMeta& meta) noexcept;
+    //
+    // `expect`, when given, names the stored response that was revalidated
+    // (its response_time, ETag and Last-Modified): if another process has
+    // replaced the object under `key` since, nothing is changed and false
+    // is returned, so a 304 never dresses a different body in the headers
+    // of the response it was about.
+    bool update_meta(std::string_view key, const ObjectMeta& meta,
+                     const ObjectMeta* expect = nullptr) noexcept;
 
     // Calls fn for every live and filling object, one stripe at a time
     // under its lock (fn must be quick and must not call the store).

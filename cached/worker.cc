@@ -118,6 +118,7 @@ CacheWorker::~CacheWorker()
     ev_prepare_stop(loop_, &prepare_);
     ev_timer_stop(loop_, &tick_);
     // Fetches first: they point at clients and at the origin pool.
+    hot_.clear();
     fetches_.clear();
     fetches_all_.clear();
     clients_.clear();
@@ -189,7 +190,67 @@ CacheWorker::purge_key(const std::string& primary) noexcept
     std::string variants = primary;
     variants.push_back('\0');
     n += st.remove_prefix(variants);
+    store_changed();
     return n;
+}
+
+namespace {
+
+constexpr size_t kHotMax = 128;             // objects per worker
+constexpr uint64_t kHotMaxBody = 1u << 20;  // larger ones stay in the store
+constexpr double kHotTouch = 0.1;           // seconds between visited marks
+
+}  // namespace
+
+std::shared_ptr<ObjectRef>
+CacheWorker::hot_get(const std::string& key) noexcept
+{
+    uint64_t e = shared()->store_epoch.load(std::memory_order_acquire);
+    if (e != hot_epoch_) {
+        hot_.clear();
+        hot_epoch_ = e;
+        return nullptr;
+    }
+    auto it = hot_.find(key);
+    if (it == hot_.end())
+        return nullptr;
+    double now = ev_now(loop_);
+    if (now - it->second.touched > kHotTouch) {
+        // Hits here bypass the store, so tell its SIEVE queue now and then
+        // that the object is in use (a lookup marks it visited).
+        it->second.touched = now;
+        store().lookup(key);
+    }
+    return it->second.ref;
+}
+
+void
+CacheWorker::hot_put(const std::string& key) noexcept
+{
+    if (hot_.size() >= kHotMax || hot_.count(key) != 0)
+        return;
+    // Read the epoch before the lookup: a change after it empties the
+    // table at the next hot_get().
+    uint64_t e = shared()->store_epoch.load(std::memory_order_acquire);
+    if (e != hot_epoch_) {
+        hot_.clear();
+        hot_epoch_ = e;
+    }
+    ObjectRef ref = store().lookup(key);
+    if (!ref || ref.body_size() > kHotMaxBody ||
+        (ref.meta().flags & kStoredVaryIndex))
+        return;
+    try {
+        hot_.emplace(key, Hot{std::make_shared<ObjectRef>(std::move(ref)),
+                              ev_now(loop_)});
+    } catch (const std::bad_alloc&) {
+    }
+}
+
+void
+CacheWorker::store_changed() noexcept
+{
+    shared()->store_epoch.fetch_add(1, std::memory_order_acq_rel);
 }
 
 void

@@ -68,6 +68,16 @@ public:
     void fetch_done(Fetch* f) noexcept;
     void uncollapse(Fetch* f) noexcept;
 
+    // The hot-object table: fresh objects of this worker's recent hits,
+    // pinned, served without the store's stripe lock (which two workers
+    // hitting one key would otherwise take turns on). Entries are dropped
+    // whenever the store's epoch moves, so a purge, ban or replacement in
+    // any process is seen by the next request.
+    std::shared_ptr<ObjectRef> hot_get(const std::string& key) noexcept;
+    void hot_put(const std::string& key) noexcept;
+    // Something changed in the store: other workers' hot objects go.
+    void store_changed() noexcept;
+
     void close_client(ClientConn* c) noexcept;
     // Is `c` still a live connection with this id (for late callbacks)?
     bool client_alive(ClientConn* c, uint64_t id) const noexcept;
@@ -111,6 +121,12 @@ private:
     std::map<ClientConn*, std::unique_ptr<ClientConn>> clients_;
     std::map<Fetch*, std::unique_ptr<Fetch>> fetches_all_;
     std::unordered_map<std::string, Fetch*> fetches_;
+    struct Hot {
+        std::shared_ptr<ObjectRef> ref;
+        double touched = 0;  // when the store last saw a hit on it
+    };
+    std::unordered_map<std::string, Hot> hot_;
+    uint64_t hot_epoch_ = 0;
     std::vector<ClientConn*> dead_clients_;
     std::vector<Fetch*> dead_fetches_;
     ev_signal usr1_{};

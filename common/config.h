@@ -158,7 +158,7 @@ struct TcpListenConfig {
     Address listen;
     std::string listen_text;
     std::string pool;
-    std::string route;  // "" = the pool's balance, "writer"
+    std::string route;            // "" = the pool's balance, "writer"
     double connect_timeout = -1;  // per attempt; < 0 = balancerd's
     double idle_timeout = 600.0;  // no byte either way (close)
     int line = 0;
@@ -180,7 +180,7 @@ struct BalancerdConfig {
     double connect_timeout = 3.0;      // connect to a node (retry, 503)
     double server_timeout = 30.0;      // node silent while answering (504)
     double server_idle_timeout = 2.0;  // pooled idle node connection
-    double send_timeout = 60.0;  // client accepting no response byte (close)
+    double send_timeout = 60.0;   // client accepting no response byte (close)
     int passive_fall = 3;         // consecutive failures that mark a node down
     double passive_hold = 10.0;   // seconds a passively downed node rests
     bool forwarded = false;       // add an RFC 7239 Forwarded header

@@ -753,9 +753,9 @@ HttpParser::scan_head(const char* data, size_t len) noexcept
             const char* p = data + i;
             size_t left = len - i;
             const void* cr = std::memchr(p, '\r', left);
-            size_t n = cr ? static_cast<size_t>(
-                                static_cast<const char*>(cr) - p)
-                          : left;
+            size_t n =
+                cr ? static_cast<size_t>(static_cast<const char*>(cr) - p)
+                   : left;
             if (n > 0) {
                 if (std::memchr(p, '\n', n) != nullptr) {
                     fail(HttpError::kBadLineEnding, "bare lf");

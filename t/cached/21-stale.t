@@ -98,7 +98,7 @@ if (my $why = SJ::Apache::skip_reason()) { plan skip_all => $why }
     is($d->stop, 0, 'clean stop');
 
     ($tt, $d, $port) = start_cached(origin => $o->address, test => SJ::Test->new,
-        extra => 'stale_grace = 0.0;', max_object => '64K');
+        extra => 'stale_grace = 0.0; max_body = "64K";', max_object => '64K');
     # The object's own stale-if-error window, with no grace configured.
     get($port, '/s?cc=max-age%3D1%2C%20stale-if-error%3D60');
     get($port, '/g?cc=max-age%3D1');
@@ -149,6 +149,34 @@ if (my $why = SJ::Apache::skip_reason()) { plan skip_all => $why }
     is(length $r->{body}, 100000, 'chunked above max_object: whole body');
     get($port, '/hugec?cc=max-age%3D60&size=100000&chunked=1');
     is(scalar($o->requests(qr/^GET \/hugec/)), 2, 'chunked above max_object: not stored');
+    # A malformed response is refused (502), never relayed or stored.
+    $r = get($port, '/bad?cc=max-age%3D60&garbage=1');
+    is($r->{status}, 502, 'malformed origin response: 502');
+    ok($d->wait_log(qr/bad response/), 'and logged');
+    # A request body over max_body: 413 before anything reaches the origin.
+    $r = get($port, '/post', method => 'POST', body => 'x' x 70000);
+    is($r->{status}, 413, 'request body over max_body: 413');
+    is(scalar($o->requests(qr/^POST \/post/)), 0, 'not forwarded');
+    $r = get($port, '/post', method => 'POST', body => 'x' x 1000);
+    is($r->{status}, 200, 'a body within the limit is forwarded');
+    # Expect: 100-continue gets its interim answer, then the response.
+    my $s = http_send(host => '127.0.0.1', port => $port, path => '/post2',
+                      method => 'POST', raw => "POST /post2 HTTP/1.1\r\n"
+                      . "Host: x\r\nContent-Length: 3\r\n"
+                      . "Expect: 100-continue\r\nConnection: close\r\n\r\n");
+    my $got = '';
+    my $end = time + 3;
+    while (time < $end && $got !~ /\r\n\r\n/) {
+        sysread $s, $got, 4096, length $got or last;
+    }
+    like($got, qr/^HTTP\/1\.1 100 Continue\r\n\r\n/, '100 Continue sent');
+    print $s "abc";
+    my $rr = http_read($s, timeout => 5);
+    is($rr->{status}, 200, 'then the final response');
+    # HEAD passed through keeps the origin's Content-Length.
+    $r = get($port, '/hp?size=1234', method => 'HEAD',
+             headers => { 'If-Match' => '*' });
+    is($r->{headers}{'content-length'}, 1234, 'HEAD pass: Content-Length kept');
     is($d->stop, 0, 'clean stop');
 }
 

@@ -14,6 +14,7 @@
 #   truncate=N     announce the body but close after N bytes
 #   etag=V         ETag "V"; If-None-Match "V" gets 304
 #   close=1        Connection: close, no Content-Length (read until close)
+#   garbage=1      a malformed response (two Content-Length fields)
 #   body=TEXT      the body
 # While the file LOG.fail exists, every request is answered with the status
 # it holds and no caching headers (the test's "origin is failing" switch).
@@ -90,6 +91,12 @@ sub serve {
             }
         }
         my $reason = $status == 200 ? 'OK' : 'Status';
+        if ($q{garbage}) {
+            # Two Content-Length fields: a response a proxy must refuse.
+            syswrite $c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n"
+                . "Content-Length: 6\r\n\r\nhello";
+            return;
+        }
         if ($q{close}) {
             print $c join("\r\n", "HTTP/1.1 $status $reason", @hdr,
                           'Connection: close', '', '') . $body;
