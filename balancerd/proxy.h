@@ -15,11 +15,11 @@
 #include <string>
 #include <vector>
 
-#include "balancerd/access_log.h"
 #include "balancerd/balance.h"
 #include "balancerd/state.h"
 #include "balancerd/tcp_proxy.h"
 #include "balancerd/tcp_router.h"
+#include "common/access_log.h"
 #include "common/buffer.h"
 #include "common/daemon_main.h"
 #include "common/http_parser.h"

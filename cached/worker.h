@@ -19,11 +19,11 @@
 #include <unordered_map>
 #include <vector>
 
-#include "cached/access_log.h"
 #include "cached/http_cache.h"
 #include "cached/origin.h"
 #include "cached/state.h"
 #include "cached/store.h"
+#include "common/access_log.h"
 #include "common/daemon_main.h"
 
 namespace sj {

@@ -1,6 +1,7 @@
 #pragma once
-// The access log: one line per request (format in cached(8)), written
-// to a file opened for appending, or to syslog. Lines are gathered in a
+// The access log of cached and balancerd: one line per request (each
+// daemon formats its own; see cached(8) and balancerd(8)), written to a
+// file opened for appending, or to syslog. Lines are gathered in a
 // buffer and written when it fills or at the latest kFlushInterval later,
 // so a busy worker makes one write(2) for many requests.
 

@@ -1,4 +1,4 @@
-#include "balancerd/access_log.h"
+#include "common/access_log.h"
 
 #include <fcntl.h>
 #include <syslog.h>
@@ -16,6 +16,8 @@ AccessLog::AccessLog(struct ev_loop* loop, std::string target)
 {
     ev_timer_init(&timer_, on_timer, kFlushInterval, 0.);
     timer_.data = this;
+    ev_timer_init(&retry_, on_retry, 0.05, 0.05);
+    retry_.data = this;
     if (path_.empty())
         return;
     if (path_ == "syslog") {
@@ -30,18 +32,30 @@ AccessLog::~AccessLog()
 {
     flush();
     ev_timer_stop(loop_, &timer_);
+    ev_timer_stop(loop_, &retry_);
 }
 
-void
-AccessLog::open_file() noexcept
+bool
+AccessLog::open_file(bool quiet) noexcept
 {
     int fd = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
                     0640);
     if (fd < 0) {
-        log_error("access log %s: %s", path_.c_str(), std::strerror(errno));
-        return;
+        if (!quiet)
+            log_error("access log %s: %s", path_.c_str(), std::strerror(errno));
+        return false;
     }
     fd_.reset(fd);
+    return true;
+}
+
+void
+AccessLog::on_retry(struct ev_loop*, ev_timer* w, int) noexcept
+{
+    auto* self = static_cast<AccessLog*>(w->data);
+    bool last = ++self->retries_ >= 40;
+    if (self->open_file(!last) || last)
+        ev_timer_stop(self->loop_, &self->retry_);
 }
 
 void
@@ -89,7 +103,10 @@ AccessLog::reopen() noexcept
         return;
     flush();
     fd_.reset();
-    open_file();
+    if (!open_file(true)) {
+        retries_ = 0;
+        ev_timer_start(loop_, &retry_);
+    }
 }
 
 void
