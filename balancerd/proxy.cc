@@ -16,50 +16,6 @@
 
 namespace sj {
 
-namespace {
-
-bool
-parse_trusted(const std::string& text, TrustedNet* out)
-{
-    if (text == "unix") {
-        out->family = AF_UNIX;
-        return true;
-    }
-    std::string ip = text;
-    int prefix = -1;
-    size_t slash = text.find('/');
-    if (slash != std::string::npos) {
-        ip = text.substr(0, slash);
-        prefix = std::stoi(text.substr(slash + 1));
-    }
-    if (inet_pton(AF_INET, ip.c_str(), out->addr) == 1) {
-        out->family = AF_INET;
-        out->prefix = prefix < 0 ? 32 : prefix;
-        return true;
-    }
-    if (inet_pton(AF_INET6, ip.c_str(), out->addr) == 1) {
-        out->family = AF_INET6;
-        out->prefix = prefix < 0 ? 128 : prefix;
-        return true;
-    }
-    return false;
-}
-
-bool
-prefix_match(const unsigned char* a, const unsigned char* b, int bits) noexcept
-{
-    int i = 0;
-    for (; bits >= 8; bits -= 8, ++i)
-        if (a[i] != b[i])
-            return false;
-    if (bits == 0)
-        return true;
-    unsigned char mask = static_cast<unsigned char>(0xff << (8 - bits));
-    return (a[i] & mask) == (b[i] & mask);
-}
-
-}  // namespace
-
 void
 ServerConn::stop_watchers(struct ev_loop* loop) noexcept
 {
@@ -90,11 +46,8 @@ Proxy::Proxy(WorkerContext& ctx, BalancerState* state)
         pools_.emplace(name, std::move(rt));
     }
     http_pool_ = pools_.at(cfg_->pool).get();
-    for (const std::string& t : cfg_->trusted) {
-        TrustedNet n;
-        if (parse_trusted(t, &n))
-            trusted_.push_back(n);
-    }
+    for (const std::string& t : cfg_->trusted)
+        trusted_.add(t);
     rng_ ^= static_cast<uint64_t>(getpid()) * 0x2545f4914f6cdd1dull;
     for (const auto& l : ctx.listeners) {
         const TcpListenConfig* tcp = nullptr;
@@ -158,23 +111,7 @@ Proxy::~Proxy()
 bool
 Proxy::trusted(const std::string& ip, bool unix_peer) const noexcept
 {
-    if (unix_peer) {
-        for (const TrustedNet& t : trusted_)
-            if (t.family == AF_UNIX)
-                return true;
-        return false;
-    }
-    unsigned char a[16];
-    int fam = AF_INET;
-    if (inet_pton(AF_INET, ip.c_str(), a) != 1) {
-        if (inet_pton(AF_INET6, ip.c_str(), a) != 1)
-            return false;
-        fam = AF_INET6;
-    }
-    for (const TrustedNet& t : trusted_)
-        if (t.family == fam && prefix_match(a, t.addr, t.prefix))
-            return true;
-    return false;
+    return unix_peer ? trusted_.allows_unix() : trusted_.matches(ip);
 }
 
 void

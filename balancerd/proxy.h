@@ -23,6 +23,7 @@
 #include "common/buffer.h"
 #include "common/daemon_main.h"
 #include "common/http_parser.h"
+#include "common/ip_acl.h"
 #include "common/unique_fd.h"
 
 namespace sj {
@@ -59,13 +60,6 @@ struct PoolRuntime {
     std::vector<std::string> names;
     std::vector<BalanceNode> scratch;
     std::list<ClientConn*> queue;  // waiting for a node, oldest first
-};
-
-// A trusted peer network for X-Forwarded-For.
-struct TrustedNet {
-    int family = 0;  // AF_INET, AF_INET6, or AF_UNIX for "unix"
-    unsigned char addr[16] = {};
-    int prefix = 0;
 };
 
 class Proxy : public Worker, public TcpRouter {
@@ -135,7 +129,7 @@ private:
     NodeTable table_;
     std::map<std::string, std::unique_ptr<PoolRuntime>> pools_;
     PoolRuntime* http_pool_ = nullptr;
-    std::vector<TrustedNet> trusted_;
+    IpAcl trusted_;  // peers whose X-Forwarded-For counts
     AccessLog alog_;
     std::vector<std::unique_ptr<Listener>> listeners_;
     std::map<ClientConn*, std::unique_ptr<ClientConn>> clients_;

@@ -21,43 +21,6 @@ namespace {
 
 constexpr double kTick = 0.1;  // shared-tier health poll
 
-bool
-parse_net(const std::string& text, int* family, unsigned char* addr,
-          int* prefix) noexcept
-{
-    std::string ip = text;
-    int bits = -1;
-    size_t slash = text.find('/');
-    if (slash != std::string::npos) {
-        ip = text.substr(0, slash);
-        bits = std::atoi(text.c_str() + slash + 1);
-    }
-    if (inet_pton(AF_INET, ip.c_str(), addr) == 1) {
-        *family = AF_INET;
-        *prefix = bits < 0 ? 32 : bits;
-        return true;
-    }
-    if (inet_pton(AF_INET6, ip.c_str(), addr) == 1) {
-        *family = AF_INET6;
-        *prefix = bits < 0 ? 128 : bits;
-        return true;
-    }
-    return false;
-}
-
-bool
-prefix_match(const unsigned char* a, const unsigned char* b, int bits) noexcept
-{
-    int i = 0;
-    for (; bits >= 8; bits -= 8, ++i)
-        if (a[i] != b[i])
-            return false;
-    if (bits == 0)
-        return true;
-    unsigned char mask = static_cast<unsigned char>(0xff << (8 - bits));
-    return (a[i] & mask) == (b[i] & mask);
-}
-
 }  // namespace
 
 CacheWorker::CacheWorker(WorkerContext& ctx, CachedState* state)
@@ -73,11 +36,8 @@ CacheWorker::CacheWorker(WorkerContext& ctx, CachedState* state)
     counters_->pid.store(pid_);
     key_policy_.sort_query = cfg_->sort_query;
     key_policy_.drop_params = cfg_->ignore_params;
-    for (const std::string& s : cfg_->purge_allow) {
-        Net n;
-        if (parse_net(s, &n.family, n.addr, &n.prefix))
-            purge_nets_.push_back(n);
-    }
+    for (const std::string& s : cfg_->purge_allow)
+        purge_acl_.add(s);
     if (!cfg_->shared_tier.empty()) {
         auto it = config_->pools.find(cfg_->shared_tier);
         if (it != config_->pools.end()) {
@@ -137,14 +97,7 @@ CacheWorker::cookie_ok(std::string_view target) const noexcept
 bool
 CacheWorker::purge_allowed(const std::string& ip) const noexcept
 {
-    unsigned char a[16];
-    int family = 0, prefix = 0;
-    if (ip.empty() || !parse_net(ip, &family, a, &prefix))
-        return false;
-    for (const Net& n : purge_nets_)
-        if (n.family == family && prefix_match(a, n.addr, n.prefix))
-            return true;
-    return false;
+    return purge_acl_.matches(ip);
 }
 
 Fetch*

@@ -25,6 +25,7 @@
 #include "cached/store.h"
 #include "common/access_log.h"
 #include "common/daemon_main.h"
+#include "common/ip_acl.h"
 
 namespace sj {
 
@@ -110,12 +111,7 @@ private:
     uint64_t tier_epoch_ = 0;
     KeyPolicy key_policy_;
     FreshnessPolicy freshness_;
-    struct Net {
-        int family = 0;
-        unsigned char addr[16] = {};
-        int prefix = 0;
-    };
-    std::vector<Net> purge_nets_;
+    IpAcl purge_acl_;  // who may send PURGE
     uint64_t next_id_ = 1;
     std::vector<std::unique_ptr<Listener>> listeners_;
     std::map<ClientConn*, std::unique_ptr<ClientConn>> clients_;

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "common/address.h"
+#include "common/ip_acl.h"
 #include "common/net.h"
 #include "common/tls.h"
 #include "t/unit/tap.h"
@@ -128,10 +129,12 @@ test_parse()
     rejects("256.1.1.1:80", "bad IPv4 address");
     rejects("1.2.3:80", "bad IPv4 address");
     rejects("01.2.3.4:80", "bad IPv4 address");
-    rejects(" 127.0.0.1:80", "bad IPv4 address (host names are not resolved; "
-                             "use a numeric address)");
-    rejects("example.com:80", "bad IPv4 address (host names are not "
-                              "resolved; use a numeric address)");
+    rejects(" 127.0.0.1:80",
+            "bad IPv4 address (host names are not resolved; "
+            "use a numeric address)");
+    rejects("example.com:80",
+            "bad IPv4 address (host names are not "
+            "resolved; use a numeric address)");
     rejects("::1", "IPv6 address must be in brackets");
     rejects("::1:80", "IPv6 address must be in brackets");
     rejects("2001:db8::1:80", "IPv6 address must be in brackets");
@@ -356,8 +359,8 @@ test_unix(const std::string& dir)
     // Live: refused, and the running listener keeps its socket.
     sj::UniqueFd l2 = sj::listen_socket(a, 16, &err);
     tap::ok(!l2, "a live unix socket is not replaced");
-    tap::is(err, a.to_string() +
-                     ": a running process is listening on this socket",
+    tap::is(err,
+            a.to_string() + ": a running process is listening on this socket",
             "live socket error");
     sj::PendingConnect again = sj::connect_nonblocking(a, &e);
     tap::ok(bool(again.fd), "original listener still reachable");
@@ -415,9 +418,10 @@ bool
 make_cert(const std::string& dir, const std::string& name,
           const std::string& subj, const std::string& san)
 {
-    std::string cmd = "openssl req -x509 -newkey ec -pkeyopt "
-                      "ec_paramgen_curve:P-256 -nodes -days 2 -subj '" +
-                      subj + "'";
+    std::string cmd =
+        "openssl req -x509 -newkey ec -pkeyopt "
+        "ec_paramgen_curve:P-256 -nodes -days 2 -subj '" +
+        subj + "'";
     if (!san.empty())
         cmd += " -addext 'subjectAltName=" + san + "'";
     cmd += " -keyout " + dir + "/" + name + ".key -out " + dir + "/" + name +
@@ -493,11 +497,11 @@ test_tls(const std::string& dir)
         tap::diag("no openssl command, skipping TLS tests");
         return;
     }
-    bool made = make_cert(dir, "a", "/CN=a.example",
-                          "DNS:a.example,DNS:*.b.example") &&
-                make_cert(dir, "c", "/CN=C.Example", "") &&
-                make_cert(dir, "d", "/CN=default", "DNS:default.example") &&
-                make_cert(dir, "dup", "/CN=dup", "DNS:A.example");
+    bool made =
+        make_cert(dir, "a", "/CN=a.example", "DNS:a.example,DNS:*.b.example") &&
+        make_cert(dir, "c", "/CN=C.Example", "") &&
+        make_cert(dir, "d", "/CN=default", "DNS:default.example") &&
+        make_cert(dir, "dup", "/CN=dup", "DNS:A.example");
     tap::ok(made, "test certificates generated");
     if (!made)
         return;
@@ -526,8 +530,9 @@ test_tls(const std::string& dir)
     err.clear();
     sj::SslCtxPtr bad = sj::make_server_ctx(crt("a"), key("c"), &err);
     tap::ok(bad == nullptr, "mismatched key refused");
-    tap::is(err, key("c") + ": private key does not match the certificate in " +
-                     crt("a"),
+    tap::is(err,
+            key("c") + ": private key does not match the certificate in " +
+                crt("a"),
             "mismatch error names the key file");
     tap::ok(ERR_peek_error() == 0, "error queue left clean");
 
@@ -560,8 +565,9 @@ test_tls(const std::string& dir)
             "selector add");
     sj::SslCtxPtr dup = sj::make_server_ctx(crt("dup"), key("dup"), &err);
     tap::ok(!sel.add(std::move(dup), &err), "a name served twice is refused");
-    tap::is(err, std::string("name 'a.example' is already served by another "
-                             "certificate"),
+    tap::is(err,
+            std::string("name 'a.example' is already served by another "
+                        "certificate"),
             "duplicate name error");
     tap::ok(sel.default_ctx() == pd, "first added is the default");
     tap::ok(sel.select("a.example") == pa, "exact match");
@@ -604,11 +610,43 @@ test_tls(const std::string& dir)
 
 }  // namespace
 
+// IpAcl: the networks balancerd trusts and cached lets PURGE.
+void
+test_ip_acl()
+{
+    sj::IpAcl acl;
+    tap::ok(acl.add("127.0.0.1") && acl.add("10.0.0.0/8") &&
+                acl.add("192.0.2.128/25") && acl.add("2001:db8::/32"),
+            "acl: addresses and networks accepted");
+    tap::ok(!acl.add("10.0.0.0/33") && !acl.add("::/129") &&
+                !acl.add("10.0.0.0/") && !acl.add("10.0.0.0/x") &&
+                !acl.add("example.com") && !acl.add(""),
+            "acl: malformed entries refused");
+    tap::ok(acl.matches("127.0.0.1") && !acl.matches("127.0.0.2"),
+            "acl: a single address is a /32");
+    tap::ok(acl.matches("10.255.1.2") && !acl.matches("11.0.0.1"), "acl: /8");
+    tap::ok(acl.matches("192.0.2.200") && !acl.matches("192.0.2.127"),
+            "acl: /25 splits inside a byte");
+    tap::ok(acl.matches("2001:db8:1::5") && !acl.matches("2001:db9::1"),
+            "acl: IPv6 /32");
+    tap::ok(!acl.matches("::ffff:127.0.0.1") && !acl.matches("unix") &&
+                !acl.matches(""),
+            "acl: other families and non-addresses match nothing");
+    tap::ok(!acl.allows_unix(), "acl: unix not allowed unless listed");
+    acl.add("unix");
+    tap::ok(acl.allows_unix(), "acl: unix allowed once listed");
+    sj::IpAcl all;
+    all.add("0.0.0.0/0");
+    tap::ok(all.matches("203.0.113.9") && !all.matches("::1"),
+            "acl: /0 matches every address of its family");
+}
+
 int
 main()
 {
     test_parse();
     test_format_sockaddr();
+    test_ip_acl();
 
     char tmpl[] = "/tmp/sj-address-test.XXXXXX";
     const char* dir = mkdtemp(tmpl);
