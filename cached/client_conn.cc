@@ -122,6 +122,13 @@ ClientConn::idle() const noexcept
 }
 
 void
+ClientConn::read_pending() noexcept
+{
+    if (!closed_ && reading_)
+        on_read();
+}
+
+void
 ClientConn::arm_timer(double secs) noexcept
 {
     timer_.repeat = secs;
@@ -144,6 +151,15 @@ void
 ClientConn::on_timer_cb(struct ev_loop*, ev_timer* w, int) noexcept
 {
     auto* c = static_cast<ClientConn*>(w->data);
+    if (c->body_pending_ && c->state_ == State::kStream) {
+        if (c->fetch_ != nullptr && c->fetch_->body_full()) {
+            // The origin is the slow one; its own timeout bounds that.
+            c->arm_timer(c->w_->config().idle_timeout);
+            return;
+        }
+        c->abort_body(408, "request body timeout");
+        return;
+    }
     if (c->state_ == State::kHead && !c->handshaking_) {
         // Slowloris: a head that never completes holds a connection.
         c->refuse(408, "request header timeout");
@@ -161,6 +177,11 @@ void
 ClientConn::on_poll_cb(struct ev_loop*, ev_timer* w, int) noexcept
 {
     auto* c = static_cast<ClientConn*>(w->data);
+    if (c->body_pending_) {
+        c->feed_body();
+        c->flush();
+        return;
+    }
     if (c->state_ != State::kWaitOther)
         return;
     if (ev_now(c->w_->loop()) >= c->wait_until_) {
@@ -278,6 +299,14 @@ ClientConn::on_read() noexcept
     if (n == 0) {
         if (req_.in_progress())
             log_debug("client %s: closed inside a request", peer_.c_str());
+        if (body_pending_) {
+            // What is buffered may still complete the body.
+            body_eof_ = true;
+            ev_io_stop(w_->loop(), &rio_);
+            reading_ = false;
+            feed_body();
+            return;
+        }
         if (state_ == State::kIdle || state_ == State::kHead) {
             close();
             return;
@@ -431,6 +460,11 @@ ClientConn::process() noexcept
 {
     if (in_process_ || closed_)
         return;
+    if (body_pending_) {
+        feed_body();
+        flush();
+        return;
+    }
     in_process_ = true;
     while (!closed_ && !close_after_ &&
            (state_ == State::kIdle || state_ == State::kHead) && !in_.empty()) {
@@ -447,7 +481,7 @@ ClientConn::process() noexcept
         if (req_.headers_done() && !req_.done() && !continued_ &&
             !req_.failed()) {
             // RFC 9110 §10.1.1: a client that asked to wait gets told to
-            // go on, since cached reads the body before forwarding it.
+            // go on, since cached takes the body as it comes.
             continued_ = true;
             auto expect = req_.message().header("expect");
             if (expect && http_iequals(*expect, "100-continue"))
@@ -458,6 +492,16 @@ ClientConn::process() noexcept
             break;
         }
         if (!req_.done()) {
+            if (req_.headers_done() && req_.message().has_body() &&
+                state_ == State::kHead) {
+                // The rest of the body is forwarded as it arrives rather
+                // than read whole first (max_body still limits it).
+                body_pending_ = true;
+                resp_started_ = false;
+                body_eof_ = false;
+                handle_request();
+                break;
+            }
             if (used == 0)
                 break;
             continue;
@@ -469,6 +513,12 @@ ClientConn::process() noexcept
     in_process_ = false;
     if (closed_)
         return;
+    if (body_pending_) {
+        feed_body();
+        if (!closed_)
+            flush();
+        return;
+    }
     bool want_read = !close_after_ &&
                      (state_ == State::kIdle || state_ == State::kHead) &&
                      in_.room() > 0;
@@ -497,6 +547,9 @@ ClientConn::handle_request() noexcept
     no_collapse_ = false;
     wait_until_ = 0;
     tier_asked_ = false;
+    tier_names_.clear();
+    tier_nonce_.clear();
+    tier_variant_ = false;
     auto host = m.header("host");
     primary_.clear();
     cache_key(host ? *host : std::string_view(), m.target(), w_->key_policy(),
@@ -514,7 +567,8 @@ ClientConn::handle_request() noexcept
     req_cc_ = cache_control_of(m);
     auth_ = m.header("authorization").has_value();
     bool safe = m.method() == "GET" || m.method() == "HEAD";
-    if (safe && !needs_origin_precondition(m))
+    // A body still arriving goes where it can be forwarded: the origin.
+    if (safe && !body_pending_ && !needs_origin_precondition(m))
         lookup();
     else
         go_origin(false, ObjectRef());
@@ -561,6 +615,8 @@ ClientConn::lookup() noexcept
     }
     ObjectRef ref = st.lookup(primary_, &ls);
     if (ref && (ref.meta().flags & kStoredVaryIndex)) {
+        tier_names_.assign(ref.meta().vary_names);
+        tier_nonce_.assign(tier_nonce(ref.meta().headers));
         scratch_.clear();
         vary_values(m, ref.meta().vary_names, &scratch_);
         key_.clear();
@@ -651,6 +707,21 @@ ClientConn::ask_tier() noexcept
     CacheWorker* w = w_;
     ClientConn* self = this;
     uint64_t id = id_;
+    tier_variant_ = !tier_nonce_.empty();
+    if (tier_variant_) {
+        // The index is known: ask for this request's variant directly.
+        scratch_.clear();
+        vary_values(req_.message(), tier_names_, &scratch_);
+        std::string tk;
+        tier_variant_key(primary_, scratch_, tier_nonce_, &tk);
+        variant_key(primary_, scratch_, &key_);
+        w_->tier()->get(tk, [w, self, id](bool found, std::string_view v) {
+            if (!w->client_alive(self, id))
+                return;
+            self->tier_result(found, v);
+        });
+        return;
+    }
     w_->tier()->get(primary_, [w, self, id](bool found, std::string_view v) {
         if (!w->client_alive(self, id))
             return;
@@ -665,11 +736,35 @@ ClientConn::tier_result(bool found, std::string_view value) noexcept
         return;
     ObjectMeta m;
     std::string_view body;
-    if (found && tier_decode(value, &m, &body)) {
-        StoreWriter sw = w_->store().begin_insert(primary_, m, body.size());
+    bool ok = found && tier_decode(value, &m, &body);
+    if (ok && (m.flags & kStoredVaryIndex) && !tier_variant_ &&
+        !m.vary_names.empty()) {
+        // A Vary index: keep it, then ask for this request's variant.
+        StoreWriter iw = w_->store().begin_insert(primary_, m, 0);
+        if (iw && iw.commit())
+            w_->store_changed();
+        tier_names_.assign(m.vary_names);
+        tier_nonce_.assign(tier_nonce(m.headers));
+        if (!tier_nonce_.empty()) {
+            ask_tier();
+            return;
+        }
+        ok = false;
+    }
+    const std::string* key = &primary_;
+    if (ok && tier_variant_) {
+        // Only the variant this request selects, never the index again.
+        ok = !(m.flags & kStoredVaryIndex) && m.vary_names == tier_names_ &&
+             m.vary_values == scratch_;
+        key = &key_;
+    } else if (ok && (m.flags & kStoredVaryIndex)) {
+        ok = false;
+    }
+    if (ok) {
+        StoreWriter sw = w_->store().begin_insert(*key, m, body.size());
         if (sw && sw.append(body.data(), body.size()) && sw.commit()) {
             w_->store_changed();
-            ObjectRef ref = w_->store().lookup(primary_);
+            ObjectRef ref = w_->store().lookup(*key);
             if (ref) {
                 StoredFreshness f = stored_freshness(ref.meta(), wall_now());
                 if (reuse_decision(f, req_cc_, 0) == Reuse::kFresh) {
@@ -703,9 +798,96 @@ ClientConn::go_origin(bool cacheable, ObjectRef stale) noexcept
     body_.clear();
     if (no_collapse_)
         f->set_collapsible(false);
+    f->set_tier_nonce(tier_nonce_);
+    if (body_pending_) {
+        f->stream_body(req_.message().framing == BodyFraming::kChunked);
+        arm_timer(w_->config().idle_timeout);
+    }
     state_ = State::kStream;
     fetch_ = f.get();
     w_->start_fetch(std::move(f));
+}
+
+void
+ClientConn::body_drained() noexcept
+{
+    if (!body_pending_ || closed_)
+        return;
+    // Not from inside the fetch's call: feeding may end the fetch.
+    ev_timer_stop(w_->loop(), &poll_);
+    ev_timer_set(&poll_, 0., 0.);
+    ev_timer_start(w_->loop(), &poll_);
+}
+
+void
+ClientConn::feed_body() noexcept
+{
+    while (body_pending_ && !closed_ && fetch_ != nullptr &&
+           !fetch_->body_full() && !in_.empty()) {
+        Fetch* f = fetch_;
+        size_t used = req_.feed(in_.data(), in_.size());
+        for (std::string_view span : req_.body()) {
+            f->add_body(span);
+            if (fetch_ != f)
+                break;  // it ended (answered early or failed)
+        }
+        if (closed_)
+            return;
+        if (fetch_ != f) {
+            // The answer is complete or on its way; the connection closes
+            // after it (finish_request), the rest of the body unread.
+            return;
+        }
+        in_.consume(used);
+        arm_timer(w_->config().idle_timeout);
+        if (req_.failed()) {
+            abort_body(http_error_status(req_.error()), req_.error_message());
+            return;
+        }
+        if (req_.done()) {
+            body_pending_ = false;
+            f->body_end();
+            return;
+        }
+        if (used == 0)
+            break;
+    }
+    if (closed_ || !body_pending_)
+        return;
+    if (body_eof_ && in_.empty()) {
+        log_debug("client %s: closed inside a request body", peer_.c_str());
+        close();
+        return;
+    }
+    bool want = fetch_ != nullptr && !fetch_->body_full() && !body_eof_ &&
+                !close_after_ && in_.room() > 0;
+    if (want && !reading_) {
+        ev_io_start(w_->loop(), &rio_);
+        reading_ = true;
+        if (ssl_ && SSL_pending(ssl_.get()) > 0)
+            ev_feed_event(w_->loop(), &rio_, EV_READ);
+    } else if (!want && reading_) {
+        // Backpressure: the origin has not taken what we have.
+        ev_io_stop(w_->loop(), &rio_);
+        reading_ = false;
+    }
+}
+
+void
+ClientConn::abort_body(int status, const char* why) noexcept
+{
+    body_pending_ = false;
+    if (fetch_ != nullptr) {
+        Fetch* f = fetch_;
+        fetch_ = nullptr;
+        f->detach(this);
+    }
+    if (resp_started_) {
+        log_info("client %s: %s", peer_.c_str(), why);
+        close();
+        return;
+    }
+    refuse(status, why);
 }
 
 // ---------------------------------------------------------------- answers
@@ -940,6 +1122,7 @@ ClientConn::stream_head(const std::string& head, bool has_body,
     if (close_conn)
         keep_ = false;
     std::string h = head;
+    resp_started_ = true;
     write_tail(&h, false, 0);
     if (!out_.append(h)) {
         close();
@@ -1010,6 +1193,14 @@ ClientConn::finish_request() noexcept
 {
     if (closed_)
         return;
+    if (body_pending_) {
+        // Answered before the request body ended: the rest of it cannot
+        // be told from a next request without reading it all; close.
+        body_pending_ = false;
+        keep_ = false;
+        ev_timer_stop(w_->loop(), &poll_);
+    }
+    resp_started_ = false;
     log_request();
     req_.reset();
     body_.clear();

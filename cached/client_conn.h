@@ -12,8 +12,10 @@
 //   kClosing    no more input; closes once everything is written
 // Invariants: fetch_ != nullptr exactly in kWaitFetch and kStream; ref_
 // holds a pinned object only in kSendHit; the parser is fed only while
-// kIdle/kHead, so the next pipelined request stays unparsed until this
-// response is complete.
+// kIdle/kHead, or in kStream while the request body is still being
+// forwarded (body_pending_: the parser stops at the body's end), so the
+// next pipelined request stays unparsed until this response is complete.
+// A response that ends before its request body closes the connection.
 
 #include <ev.h>
 #include <sys/uio.h>
@@ -65,6 +67,10 @@ public:
     void start() noexcept;
     void stop_watchers() noexcept;
     bool idle() const noexcept;
+    // Shutting down: takes in what the client already sent, if anything.
+    void read_pending() noexcept;
+    // Shutting down and idle: closes.
+    void close_idle() noexcept { close(); }
 
     // From the Fetch that answers this request.
     // The response head (complete, with its framing) is ready.
@@ -82,6 +88,9 @@ public:
     void fetch_finished(bool pass) noexcept;
     // Fetch detaching (the worker stops it): forget it.
     void forget_fetch() noexcept { fetch_ = nullptr; }
+    // The fetch forwarding this request's body took what it had: read
+    // more of it (on the next loop iteration, outside the fetch's call).
+    void body_drained() noexcept;
     // Bytes waiting in out_: a streaming fetch pauses above a mark.
     size_t pending() const noexcept { return out_.size(); }
     bool http10() const noexcept { return http10_; }
@@ -105,6 +114,11 @@ private:
     ssize_t do_writev(const struct iovec* iov, int n) noexcept;
 
     void process() noexcept;
+    // Parses request body bytes from in_ into the fetch forwarding them.
+    void feed_body() noexcept;
+    // The request body cannot be completed (too large, malformed, timed
+    // out): give up the fetch, answer `status` if no answer began.
+    void abort_body(int status, const char* why) noexcept;
     void handle_request() noexcept;
     void purge() noexcept;
     void lookup() noexcept;
@@ -135,8 +149,13 @@ private:
     uint64_t id_ = 0;
     bool closed_ = false;
     bool tier_asked_ = false;
-    bool continued_ = false;  // decided about 100 Continue
-    std::string mp_;          // a multipart/byteranges body
+    // A Vary index for the key, from the store or the tier: its names and
+    // nonce, so the tier is asked for the variant (tier_codec.h).
+    std::string tier_names_;
+    std::string tier_nonce_;
+    bool tier_variant_ = false;  // the tier get in flight is for a variant
+    bool continued_ = false;     // decided about 100 Continue
+    std::string mp_;             // a multipart/byteranges body
 
     CacheWorker* w_;
     UniqueFd fd_;
@@ -148,7 +167,12 @@ private:
     Buffer in_;
     Buffer out_;
     HttpParser req_;
-    std::string body_;  // the request body, for the origin
+    std::string body_;  // the start of the request body, for the origin
+    // The request body is still arriving and fetch_ forwards it as it
+    // comes; the parser then is fed in kStream too, up to the body's end.
+    bool body_pending_ = false;
+    bool resp_started_ = false;  // a response head went into out_
+    bool body_eof_ = false;      // the client closed while body_pending_
 
     // The request.
     std::string primary_;  // the cache key without variant

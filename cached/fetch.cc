@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include "cached/mc_tier.h"
@@ -21,6 +22,9 @@ namespace {
 // Above this many bytes waiting for a client, the origin is not read: a
 // slow client must not make the worker buffer a whole response.
 constexpr size_t kClientHighWater = 256 * 1024;
+// Above this many request body bytes waiting for the origin, the client is
+// not read: a slow origin must not make the worker buffer a whole upload.
+constexpr size_t kBodyHighWater = 256 * 1024;
 
 bool
 hop_by_hop_request(std::string_view n) noexcept
@@ -183,18 +187,80 @@ Fetch::build_request() noexcept
     if (stale_ && (kind_ == Kind::kRevalidate || kind_ == Kind::kBackground))
         revalidation_headers(stale_.meta().etag, stale_.meta().last_modified,
                              &out_);
-    if (!body_.empty() || req_.has_body())
+    if (body_stream_ && body_chunked_) {
+        out_ += "Transfer-Encoding: chunked\r\n";
+    } else if (body_stream_) {
+        http_write_header(&out_, "Content-Length", req_.content_length);
+    } else if (!body_.empty() || req_.has_body()) {
         http_write_header(&out_, "Content-Length",
                           static_cast<uint64_t>(body_.size()));
+    }
     http_end_head(&out_);
-    out_ += body_;
+    if (body_stream_) {
+        std::string first;
+        first.swap(body_);
+        add_body(first);
+    } else {
+        out_ += body_;
+    }
     resp_.reset();
     resp_.set_request_method(method);
+}
+
+void
+Fetch::stream_body(bool chunked) noexcept
+{
+    body_stream_ = true;
+    body_chunked_ = chunked;
+    body_done_ = false;
+}
+
+void
+Fetch::add_body(std::string_view data) noexcept
+{
+    if (data.empty() || ended_)
+        return;
+    if (out_off_ > 0 && out_off_ == out_.size()) {
+        out_.clear();
+        out_off_ = 0;
+    }
+    if (body_chunked_) {
+        scratch_.clear();
+        http_write_chunk_header(&scratch_, data.size());
+        out_ += scratch_;
+        out_.append(data);
+        out_ += "\r\n";
+    } else {
+        out_.append(data);
+    }
+    if (oc_ != nullptr && !oc_->connecting())
+        send();
+}
+
+void
+Fetch::body_end() noexcept
+{
+    if (body_done_ || ended_)
+        return;
+    body_done_ = true;
+    if (body_chunked_)
+        out_ += "0\r\n\r\n";
+    if (oc_ != nullptr && !oc_->connecting())
+        send();
+}
+
+bool
+Fetch::body_full() const noexcept
+{
+    return out_.size() - out_off_ > kBodyHighWater;
 }
 
 bool
 Fetch::idempotent() const noexcept
 {
+    // A streamed body is gone once sent: it cannot be sent again.
+    if (body_stream_)
+        return false;
     // A request the origin may have acted on is not sent twice.
     std::string_view m = req_.method();
     return m == "GET" || m == "HEAD" || m == "OPTIONS";
@@ -267,6 +333,16 @@ Fetch::send() noexcept
     }
     oc_->want_write(false);
     oc_->want_read(!paused_);
+    if (!body_done_) {
+        // The rest of the body is the client's to send; the client's own
+        // timeout bounds that wait. An early answer is still read.
+        out_.clear();
+        out_off_ = 0;
+        oc_->disarm();
+        if (client_ != nullptr)
+            client_->body_drained();
+        return;
+    }
     oc_->arm(w_->config().origin_timeout);
 }
 
@@ -394,31 +470,49 @@ Fetch::start_store(const HttpMessage& r, const CacheControl& rcc) noexcept
     m.etag = etag ? *etag : std::string_view();
     m.last_modified = lm ? *lm : std::string_view();
     uint64_t expected = r.has_content_length ? r.content_length : 0;
+    bool to_tier = w_->tier() != nullptr && expected <= cfg.tier_max_object;
+    tier_index_.clear();
     if (!names.empty()) {
         // The primary key holds the Vary names; each variant has its own
         // key, so one stored variant per request-header combination.
         ObjectMeta im = m;
         im.flags |= kStoredVaryIndex;
-        im.headers = {};
         im.vary_names = names;
+        std::string nonce_line;
+        if (w_->tier() != nullptr) {
+            if (tier_nonce_.empty()) {
+                static uint64_t seq = 0;
+                char buf[64];
+                std::snprintf(buf, sizeof buf, "%x.%llx.%llx",
+                              static_cast<unsigned>(w_->pid()),
+                              static_cast<unsigned long long>(now),
+                              static_cast<unsigned long long>(++seq));
+                tier_nonce_ = buf;
+            }
+            nonce_line = "Tier-Nonce: " + tier_nonce_ + "\r\n";
+        }
+        im.headers = nonce_line;
         StoreWriter iw = w_->store().begin_insert(primary_, im, 0);
         if (!iw || !iw.commit())
             return false;
         w_->store_changed();
+        if (to_tier)
+            tier_encode_meta(im, &tier_index_);
         scratch_.clear();
         vary_values(req_, names, &scratch_);
         store_key_.clear();
         variant_key(primary_, scratch_, &store_key_);
+        tier_variant_key(primary_, scratch_, tier_nonce_, &tier_key_);
         m.vary_names = names;
         m.vary_values = scratch_;
     } else {
         store_key_ = primary_;
+        tier_key_ = primary_;
     }
     writer_ = w_->store().begin_insert(store_key_, m, expected);
     if (!writer_)
         return false;
-    if (w_->tier() != nullptr && names.empty() &&
-        expected <= cfg.tier_max_object) {
+    if (to_tier) {
         tier_store_ = true;
         tier_value_.clear();
         tier_encode_meta(m, &tier_value_);
@@ -643,15 +737,22 @@ Fetch::complete() noexcept
     if (writer_) {
         if (writer_.commit()) {
             w_->store_changed();
-            if (tier_store_ && w_->tier() != nullptr)
-                w_->tier()->set(store_key_, tier_value_, tier_ttl_);
+            if (tier_store_ && w_->tier() != nullptr) {
+                w_->tier()->set(tier_key_, tier_value_, tier_ttl_);
+                // The index after its variant: whoever finds it finds
+                // at least this variant.
+                if (!tier_index_.empty())
+                    w_->tier()->set(primary_, tier_index_, tier_ttl_);
+            }
         } else {
             log_debug("fetch %s: not stored (purged while filling)",
                       primary_.c_str());
         }
     }
     if (oc_ != nullptr) {
-        if (keep && oc_->in().empty())
+        // An answer before the whole request body was sent leaves the
+        // connection in the middle of a request.
+        if (keep && oc_->in().empty() && body_done_ && out_off_ == out_.size())
             w_->origin().release(oc_);
         else
             w_->origin().close(oc_);
@@ -702,8 +803,11 @@ Fetch::detach(ClientConn* c) noexcept
         client_ = nullptr;
         if (paused_)
             resume();
-        // Without a store to fill the response is of no use to anyone.
-        if (!writer_ && head_done_ && !ended_) {
+        // Without a store to fill the response is of no use to anyone;
+        // without the rest of the request body there is no response.
+        if (!ended_ && (!body_done_ || (!writer_ && head_done_))) {
+            if (!body_done_)
+                writer_.abort();
             close_origin();
             end(false);
         }

@@ -47,7 +47,22 @@ public:
     void resume() noexcept;
     void add_waiter(ClientConn* c) { waiters_.push_back(c); }
     void remove_waiter(ClientConn* c) noexcept;
+    // The request body follows: `body` given to the constructor is its
+    // beginning, the rest comes through add_body() and body_end().
+    // Forwarded chunked or with the request's Content-Length. Call before
+    // start().
+    void stream_body(bool chunked) noexcept;
+    // More request body bytes, sent to the origin as it takes them.
+    void add_body(std::string_view data) noexcept;
+    // The request body is complete.
+    void body_end() noexcept;
+    // The origin is not taking the body as fast as the client sends it:
+    // the client stops reading until body_drained() tells it to go on.
+    bool body_full() const noexcept;
     const std::string& primary() const noexcept { return primary_; }
+    // The nonce of the Vary index this key has in the shared tier (or in
+    // the local store), so a new variant joins its siblings; "" for none.
+    void set_tier_nonce(std::string n) { tier_nonce_ = std::move(n); }
     bool collapsible() const noexcept { return collapsible_; }
     // Other requests must not wait for this one (hit-for-pass, retries).
     void set_collapsible(bool b) noexcept { collapsible_ = collapsible_ && b; }
@@ -97,12 +112,18 @@ private:
     bool ended_ = false;
     bool chunk_out_ = false;  // re-chunked to an HTTP/1.1 client
     bool client_body_ = true;
+    bool body_stream_ = false;   // the request body arrives while we send
+    bool body_chunked_ = false;  // ... and is forwarded chunked
+    bool body_done_ = true;      // all of the request body is in out_
     int64_t request_time_ = 0;
     double t_start_ = 0;
 
     StoreWriter writer_;
     std::string store_key_;
     std::string tier_value_;  // the object for the shared tier, if any
+    std::string tier_key_;    // ... and its key there
+    std::string tier_index_;  // a Vary index record for the primary key
+    std::string tier_nonce_;
     bool tier_store_ = false;
     uint32_t tier_ttl_ = 0;
     std::string scratch_;

@@ -59,6 +59,12 @@ OriginConn::arm(double secs) noexcept
 }
 
 void
+OriginConn::disarm() noexcept
+{
+    ev_timer_stop(pool_->loop_, &timer_);
+}
+
+void
 OriginConn::on_io(struct ev_loop*, ev_io* w, int revents) noexcept
 {
     auto* c = static_cast<OriginConn*>(w->data);

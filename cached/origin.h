@@ -52,6 +52,9 @@ public:
     void want_write(bool on) noexcept;
     void want_read(bool on) noexcept;
     void arm(double secs) noexcept;
+    // No timeout: the origin is waiting for us (a request body the client
+    // is still sending), not we for it.
+    void disarm() noexcept;
 
 private:
     friend class OriginPool;

@@ -3,11 +3,14 @@
 #include <cstdint>
 #include <cstring>
 
+#include "cached/http_cache.h"
+
 namespace sj {
 
 namespace {
 
-constexpr char kMagic[4] = {'S', 'J', 'T', '1'};
+// Version 2 added the Vary fields; version 1 records read as misses.
+constexpr char kMagic[4] = {'S', 'J', 'T', '2'};
 
 void
 put(std::string* out, const void* p, size_t n)
@@ -61,6 +64,8 @@ tier_encode_meta(const ObjectMeta& m, std::string* out)
     put_str(out, m.headers);
     put_str(out, m.etag);
     put_str(out, m.last_modified);
+    put_str(out, m.vary_names);
+    put_str(out, m.vary_values);
 }
 
 bool
@@ -81,12 +86,30 @@ tier_decode(std::string_view in, ObjectMeta* m, std::string_view* body) noexcept
     m->stale_while_revalidate = t[5];
     m->stale_if_error = t[6];
     if (!get_str(&in, &m->headers) || !get_str(&in, &m->etag) ||
-        !get_str(&in, &m->last_modified))
+        !get_str(&in, &m->last_modified) || !get_str(&in, &m->vary_names) ||
+        !get_str(&in, &m->vary_values))
         return false;
-    m->vary_names = {};
-    m->vary_values = {};
     *body = in;
     return true;
+}
+
+void
+tier_variant_key(std::string_view primary, std::string_view vary_values,
+                 std::string_view nonce, std::string* out)
+{
+    out->clear();
+    variant_key(primary, vary_values, out);
+    out->push_back('\x01');
+    out->append(nonce);
+}
+
+std::string_view
+tier_nonce(std::string_view index_headers) noexcept
+{
+    std::string_view v;
+    if (!HeaderBlock::find(index_headers, "tier-nonce", &v))
+        return {};
+    return v;
 }
 
 }  // namespace sj

@@ -238,6 +238,10 @@ CacheWorker::on_prepare(struct ev_loop*, ev_prepare* w, int) noexcept
         for (ClientConn* c : cs)
             self->clients_.erase(c);
     }
+    if (self->accept_paused_ &&
+        self->clients_.size() <
+            static_cast<size_t>(self->cfg_->max_connections))
+        self->pause_accept(false);
     self->maybe_idle();
 }
 
@@ -277,6 +281,12 @@ CacheWorker::accept_from(Listener* l) noexcept
     // Several workers share the listening socket; take a bounded batch so
     // one worker does not starve its own connections.
     for (int i = 0; i < 64; ++i) {
+        if (clients_.size() >= static_cast<size_t>(cfg_->max_connections)) {
+            // Like nginx's worker_connections: the connections wait in the
+            // backlog (or go to another worker) until one here closes.
+            pause_accept(true);
+            return;
+        }
         sockaddr_storage ss;
         socklen_t len = sizeof ss;
         int err = 0;
@@ -306,6 +316,29 @@ CacheWorker::accept_from(Listener* l) noexcept
 }
 
 void
+CacheWorker::pause_accept(bool pause) noexcept
+{
+    if (pause == accept_paused_ || shutting_down_)
+        return;
+    accept_paused_ = pause;
+    if (pause)
+        log_warn(
+            "worker %d: %d connections (cached.max_connections): not "
+            "accepting until one closes",
+            static_cast<int>(pid_), cfg_->max_connections);
+    else
+        log_info("worker %d: accepting again", static_cast<int>(pid_));
+    for (auto& l : listeners_) {
+        if (l->fd < 0)
+            continue;
+        if (pause)
+            ev_io_stop(loop_, &l->io);
+        else
+            ev_io_start(loop_, &l->io);
+    }
+}
+
+void
 CacheWorker::shutdown(std::function<void()> idle) noexcept
 {
     shutting_down_ = true;
@@ -319,8 +352,13 @@ CacheWorker::shutdown(std::function<void()> idle) noexcept
     for (auto& [p, c] : clients_)
         if (c->idle())
             waiting.push_back(p);
+    // A request already sent on a connection just accepted is answered
+    // (then the connection closes), not dropped unread.
     for (ClientConn* c : waiting)
-        close_client(c);
+        c->read_pending();
+    for (ClientConn* c : waiting)
+        if (c->idle())
+            c->close_idle();
     maybe_idle();
 }
 

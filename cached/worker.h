@@ -97,6 +97,8 @@ private:
     static void on_prepare(struct ev_loop*, ev_prepare* w, int) noexcept;
     static void on_tick(struct ev_loop*, ev_timer* w, int) noexcept;
     void accept_from(Listener* l) noexcept;
+    // Stops (at cached.max_connections) or resumes accepting.
+    void pause_accept(bool pause) noexcept;
     void maybe_idle() noexcept;
 
     struct ev_loop* loop_;
@@ -129,6 +131,7 @@ private:
     ev_prepare prepare_{};
     ev_timer tick_{};
     bool shutting_down_ = false;
+    bool accept_paused_ = false;
     std::function<void()> on_idle_;
 };
 

@@ -63,7 +63,13 @@ $r = get($port, '/new.txt');
 is($r->{body}, "new static file\n", 'revalidated: body from the store');
 like($r->{headers}{'cache-status'}, qr/fwd=stale; fwd-status=304/,
      'revalidated: Cache-Status says 304 from the origin');
-my @lines = grep { /new\.txt/ } $ap->access_log_lines;
+# Apache logs a request after answering it: wait for the line.
+my @lines;
+for (1 .. 40) {
+    @lines = grep { /new\.txt.*" 304 / } $ap->access_log_lines;
+    last if @lines;
+    sleep 0.05;
+}
 like($lines[-1] // '', qr/" 304 /, 'Apache answered the revalidation 304');
 
 # PHP with max-age: the counter in the body shows the origin was reached

@@ -59,6 +59,57 @@ sleep 0.2;
 get($B, '/t2?cc=max-age%3D60');
 is(scalar($o->requests(qr/^GET \/t2/)), 2, 'purged from the tier as well');
 
+# Objects with Vary go to the tier too, one value per variant (the Vary
+# header's normalised values in the key) beside an index under the key.
+{
+    my $p = '/v1?cc=max-age%3D60&vary=X-Lang';
+    my $lang = sub {
+        my ($port, $l) = @_;
+        get($port, $p, headers => { 'X-Lang' => $l });
+    };
+    my $vcount = sub { scalar $o->requests(qr/^GET \/v1\?/) };
+    my $before = $mc->stats->{curr_items} // 0;
+    is($lang->($A, 'en')->{body}, "variant=en\n", 'Vary: A fetches en');
+    is($lang->($A, 'fr')->{body}, "variant=fr\n", 'Vary: A fetches fr');
+    is($vcount->(), 2, 'Vary: two origin requests');
+    my $items = 0;
+    for (1 .. 40) {
+        last if ($items = ($mc->stats->{curr_items} // 0) - $before) >= 3;
+        sleep 0.05;
+    }
+    is($items, 3, 'Vary: an index and two variants in memcached');
+    $r = $lang->($B, 'en');
+    is($r->{body}, "variant=en\n", 'Vary: B gets en');
+    like($r->{headers}{'cache-status'}, qr/detail=shared-tier/,
+         'Vary: B en from the shared tier');
+    $r = $lang->($B, 'fr');
+    is($r->{body}, "variant=fr\n", 'Vary: B gets fr');
+    like($r->{headers}{'cache-status'}, qr/detail=shared-tier/,
+         'Vary: B fr from the shared tier');
+    is($vcount->(), 2, 'Vary: still two origin requests');
+    $r = $lang->($B, 'de');
+    is($r->{body}, "variant=de\n", 'Vary: B fetches de itself');
+    is($vcount->(), 3, 'Vary: a third origin request');
+    sleep 0.2;
+    $r = $lang->($A, 'de');
+    is($r->{body}, "variant=de\n", 'Vary: A gets de (B stored it)');
+    like($r->{headers}{'cache-status'}, qr/detail=shared-tier/,
+         'Vary: A de from the shared tier, beside its own variants');
+    is($vcount->(), 3, 'Vary: no origin request for it');
+    # A PURGE drops the index; the variants stored before are unreachable.
+    my $s = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$A") or die;
+    print $s "PURGE $p HTTP/1.1\r\nHost: test.example\r\n"
+        . "Connection: close\r\n\r\n";
+    is(http_read($s)->{status}, 200, 'Vary: PURGE on A');
+    sleep 0.2;
+    $lang->($A, 'en');
+    is($vcount->(), 4, 'Vary: after the purge en goes to the origin');
+    sleep 0.2;
+    $r = $lang->($A, 'fr');
+    is($r->{body}, "variant=fr\n", 'Vary: fr after the purge');
+    is($vcount->(), 5, 'Vary: the purged fr variant is not served');
+}
+
 # The memcached node dies: at most one timeout, then skipped.
 $mc->kill;
 my $t1 = time;

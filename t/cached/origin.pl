@@ -16,6 +16,11 @@
 #   close=1        Connection: close, no Content-Length (read until close)
 #   garbage=1      a malformed response (two Content-Length fields)
 #   body=TEXT      the body
+#   vary=NAME      Vary: NAME, and the body "variant=VALUE" of that field
+#   readsleep=MS   a slow reader: wait this long after each read of a
+#                  request body
+# A request body (Content-Length or chunked) is read as it comes, not held:
+# the log line then ends in " blen=LENGTH bmd5=MD5" of what arrived.
 # While the file LOG.fail exists, every request is answered with the status
 # it holds and no caching headers (the test's "origin is failing" switch).
 use strict;
@@ -23,6 +28,7 @@ use warnings;
 use IO::Socket::INET;
 use Time::HiRes qw(sleep);
 use POSIX ();
+use Digest::MD5;
 
 my ($port, $log) = @ARGV;
 my $srv = IO::Socket::INET->new(LocalAddr => "127.0.0.1:$port", Listen => 128,
@@ -53,20 +59,50 @@ sub serve {
         my ($method, $target) = $head =~ /^(\S+) (\S+)/;
         my %h = map { /^([^:]+):\s*(.*)$/ ? (lc $1, $2) : () }
                 split /\r\n/, $head;
+        my %q = $target =~ /[?&]([^=&]+)=([^&]*)/g;
+        s/%([0-9A-Fa-f]{2})/chr hex $1/ge for values %q;
+        my $md5 = Digest::MD5->new;
+        my $blen;
+        # More bytes into $buf, slowly if asked to.
+        my $more = sub {
+            sleep($q{readsleep} / 1000) if $q{readsleep};
+            return sysread $c, $buf, 65536, length $buf;
+        };
         if (my $cl = $h{'content-length'}) {
-            while (length $buf < $cl) {
-                sysread $c, $buf, 65536, length $buf or return;
+            $blen = 0;
+            while ($blen < $cl) {
+                $more->() or return if $buf eq '';
+                my $take = substr($buf, 0, $cl - $blen, '');
+                $md5->add($take);
+                $blen += length $take;
             }
-            substr($buf, 0, $cl, '');
+        } elsif (($h{'transfer-encoding'} // '') =~ /chunked/i) {
+            $blen = 0;
+            while (1) {
+                while ($buf !~ /\r\n/) { $more->() or return }
+                $buf =~ s/^([0-9a-fA-F]+)[^\r]*\r\n// or return;
+                my $size = hex $1;
+                if ($size == 0) {
+                    while ($buf !~ /^\r\n/ && $buf !~ /\r\n\r\n/) {
+                        $more->() or return;
+                    }
+                    $buf =~ s/^\r\n// or $buf =~ s/^.*?\r\n\r\n//s;
+                    last;
+                }
+                while (length $buf < $size + 2) { $more->() or return }
+                $md5->add(substr($buf, 0, $size, ''));
+                substr($buf, 0, 2, '');
+                $blen += $size;
+            }
         }
         if (open my $lf, '>>', $log) {
             print $lf "$method $target inm=" . ($h{'if-none-match'} // '-')
                 . " xfp=" . ($h{'x-forwarded-proto'} // '-')
-                . " xff=" . ($h{'x-forwarded-for'} // '-') . "\n";
+                . " xff=" . ($h{'x-forwarded-for'} // '-')
+                . (defined $blen ? " blen=$blen bmd5=" . $md5->hexdigest : '')
+                . "\n";
             close $lf;
         }
-        my %q = $target =~ /[?&]([^=&]+)=([^&]*)/g;
-        s/%([0-9A-Fa-f]{2})/chr hex $1/ge for values %q;
         sleep($q{sleep} / 1000) if $q{sleep};
         my $status = $q{status} // 200;
         # The test can make every answer fail: LOG.fail holds the status.
@@ -79,9 +115,12 @@ sub serve {
         }
         my $body = $q{body} // "origin body for $target\n";
         $body = 'x' x $q{size} if defined $q{size};
+        $body = 'variant=' . ($h{lc $q{vary}} // '-') . "\n"
+            if defined $q{vary};
         my @hdr = ("Date: " . POSIX::strftime("%a, %d %b %Y %H:%M:%S GMT",
                                               gmtime));
         push @hdr, "Cache-Control: $q{cc}" if defined $q{cc};
+        push @hdr, "Vary: $q{vary}" if defined $q{vary};
         push @hdr, "X-Origin-Pid: $$";
         if (defined $q{etag}) {
             push @hdr, qq{ETag: "$q{etag}"};
