@@ -442,35 +442,50 @@ ClientConn::build_request_head() noexcept
         std::string_view n = m.header_name(i), v = m.header_value(i);
         if (hop.skip(n))
             continue;
-        if (http_iequals(n, "x-forwarded-for")) {
-            if (trusted) {
-                if (!xff.empty())
-                    xff += ", ";
-                xff += v;
+        // By length first: most fields are none of these and cost one
+        // switch, not five compares.
+        switch (n.size()) {
+        case 15:
+            if (http_iequals(n, "x-forwarded-for")) {
+                if (trusted) {
+                    if (!xff.empty())
+                        xff += ", ";
+                    xff += v;
+                }
+                continue;
             }
-            continue;
-        }
-        if (http_iequals(n, "x-forwarded-proto")) {
-            if (trusted && xfp.empty())
-                xfp = v;
-            continue;
-        }
-        if (http_iequals(n, "x-forwarded-host")) {
-            if (trusted && xfh.empty())
-                xfh = v;
-            continue;
-        }
-        if (http_iequals(n, "forwarded")) {
-            if (trusted) {
-                if (!fwd.empty())
-                    fwd += ", ";
-                fwd += v;
+            break;
+        case 17:
+            if (http_iequals(n, "x-forwarded-proto")) {
+                if (trusted && xfp.empty())
+                    xfp = v;
+                continue;
             }
-            continue;
-        }
-        if (http_iequals(n, "host")) {
-            host = v;
-            have_host = true;
+            break;
+        case 16:
+            if (http_iequals(n, "x-forwarded-host")) {
+                if (trusted && xfh.empty())
+                    xfh = v;
+                continue;
+            }
+            break;
+        case 9:
+            if (http_iequals(n, "forwarded")) {
+                if (trusted) {
+                    if (!fwd.empty())
+                        fwd += ", ";
+                    fwd += v;
+                }
+                continue;
+            }
+            break;
+        case 4:
+            if (http_iequals(n, "host")) {
+                host = v;
+                have_host = true;
+            }
+            break;
+        default: break;
         }
         put(&head, n, v);
     }
@@ -487,7 +502,7 @@ ClientConn::build_request_head() noexcept
     if (!xff.empty())
         put(&head, "X-Forwarded-For", xff);
     put(&head, "X-Forwarded-Proto", xfp.empty() ? "http" : xfp);
-    put(&head, "X-Forwarded-Host", xfh.empty() ? std::string(host) : xfh);
+    put(&head, "X-Forwarded-Host", xfh.empty() ? host : std::string_view(xfh));
     if (cfg.forwarded) {
         // RFC 7239 §6: an IPv6 node name is quoted and bracketed.
         std::string f = fwd.empty() ? "" : fwd + ", ";

@@ -93,6 +93,14 @@ is_ows(char c) noexcept
     return c == ' ' || c == '\t';
 }
 
+// The start-line bytes the head scanner looks at one by one: CR, LF, HTAB,
+// and in a request-line SP (the spacing rules).
+inline bool
+is_start_special(char c, bool request) noexcept
+{
+    return c == '\r' || c == '\n' || c == '\t' || (request && c == ' ');
+}
+
 inline int
 hex_value(char c) noexcept
 {
@@ -462,15 +470,20 @@ HttpParser::field_done() noexcept
         return HPE_USER;
     }
     // llhttp keeps "Host " (space before the colon) as the field name.
-    for (char c : name) {
-        if (is_ows(c)) {
-            fail(HttpError::kSpaceBeforeColon);
-            return HPE_USER;
-        }
+    if (std::memchr(name.data(), ' ', name.size()) != nullptr ||
+        std::memchr(name.data(), '\t', name.size()) != nullptr) {
+        fail(HttpError::kSpaceBeforeColon);
+        return HPE_USER;
     }
     field_ = Field::kOther;
-    bool cl = http_iequals(name, "content-length");
-    bool te = !cl && http_iequals(name, "transfer-encoding");
+    // Runs once per field line: the length picks the one name to compare.
+    bool cl = false, te = false, host = false;
+    switch (name.size()) {
+    case 4: host = http_iequals(name, "host"); break;
+    case 14: cl = http_iequals(name, "content-length"); break;
+    case 17: te = http_iequals(name, "transfer-encoding"); break;
+    default: break;
+    }
     if (in_trailers_) {
         if (cl || te) {
             fail(HttpError::kForbiddenTrailer);
@@ -498,7 +511,7 @@ HttpParser::field_done() noexcept
         }
         seen_te_ = true;
         field_ = Field::kTransferEncoding;
-    } else if (http_iequals(name, "host")) {
+    } else if (host) {
         if (seen_host_) {
             fail(HttpError::kDuplicateHost);
             return HPE_USER;
@@ -771,6 +784,34 @@ HttpParser::scan_head(const char* data, size_t len) noexcept
                     fail(HttpError::kHeaderSectionTooLarge);
                     return i;
                 }
+                i += n;
+                if (i == len)
+                    return len;
+            }
+        }
+        if (!scan_cr_ && scan_in_start_ && (request || scan_line_len_ > 12)) {
+            // Inside the start line, past the status code of a response,
+            // only a few bytes need the checks below: skip the others in a
+            // tight loop. The run stops at the request-line limit so that
+            // the byte over it still fails below.
+            size_t left = len - i;
+            size_t room = limits_.request_line > scan_start_bytes_
+                              ? limits_.request_line - scan_start_bytes_
+                              : 0;
+            size_t stop = left < room ? left : room;
+            size_t n = 0;
+            if (request) {
+                while (n < stop && !is_start_special(data[i + n], true))
+                    ++n;
+            } else {
+                while (n < stop && !is_start_special(data[i + n], false))
+                    ++n;
+            }
+            if (n > 0) {
+                scan_line_len_ += n;
+                scan_start_bytes_ += n;
+                if (request)
+                    scan_prev_sp_ = false;
                 i += n;
                 if (i == len)
                     return len;
