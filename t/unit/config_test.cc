@@ -313,8 +313,9 @@ test_balancerd_settings()
     auto again = sj::parse_config_text(sj::dump_config(*c), "t.conf");
     tap::is(body(sj::dump_config(*again)), body(sj::dump_config(*c)),
             "balancerd settings survive a dump");
-    auto d = sj::parse_config_text(pools + "balancerd = { listen = \"*:1\"; "
-                                           "pool = \"php\"; };\n",
+    auto d = sj::parse_config_text(pools +
+                                       "balancerd = { listen = \"*:1\"; "
+                                       "pool = \"php\"; };\n",
                                    "t.conf");
     tap::ok(d->balancerd.connect_timeout == 3.0 &&
                 d->balancerd.server_timeout == 30.0 &&
@@ -324,20 +325,23 @@ test_balancerd_settings()
                 d->pools.at("php").slowstart == 0.0 &&
                 d->pools.at("php").sticky_cookie.empty(),
             "balancerd defaults");
-    expect_error(pools + "balancerd = { listen = \"*:1\"; pool = \"php\";\n"
-                         "  connect_timeout = 0.0; };\n",
+    expect_error(pools +
+                     "balancerd = { listen = \"*:1\"; pool = \"php\";\n"
+                     "  connect_timeout = 0.0; };\n",
                  "t.conf:6: 'connect_timeout' must be between 0.01 and 3600",
                  "connect_timeout range");
-    expect_error(pools + "balancerd = { listen = \"*:1\"; pool = \"php\";\n"
-                         "  trusted = [ \"local\" ]; };\n",
+    expect_error(pools +
+                     "balancerd = { listen = \"*:1\"; pool = \"php\";\n"
+                     "  trusted = [ \"local\" ]; };\n",
                  "t.conf:6: 'trusted' entries must be \"unix\", IP addresses "
                  "or networks such as \"192.0.2.0/24\"",
                  "trusted must be unix or networks");
-    expect_error("pools = { php = { sticky_cookie = \"a b\";\n"
-                 "  nodes = ( { name = \"a\"; address = \"127.0.0.1:1\"; } ); "
-                 "}; };\n",
-                 "t.conf:1: 'sticky_cookie' must be a cookie name (a token)",
-                 "sticky_cookie must be a token");
+    expect_error(
+        "pools = { php = { sticky_cookie = \"a b\";\n"
+        "  nodes = ( { name = \"a\"; address = \"127.0.0.1:1\"; } ); "
+        "}; };\n",
+        "t.conf:1: 'sticky_cookie' must be a cookie name (a token)",
+        "sticky_cookie must be a token");
 }
 
 void
@@ -779,7 +783,8 @@ test_cached_settings()
             "} ); }; } );\n"
             "  stale_grace = 30; pass_ttl = 2.5; collapse_wait = 1;\n"
             "  header_timeout = 5; idle_timeout = 20; connect_timeout = 1;\n"
-            "  origin_timeout = 9; origin_idle_timeout = 4; max_body = \"1M\";\n"
+            "  origin_timeout = 9; origin_idle_timeout = 4; max_body = "
+            "\"1M\";\n"
             "  sort_query = true; ignore_params = [ \"utm_source\" ];\n"
             "  cookie_paths = [ \"/static/\" ]; via = \"edge1\";\n"
             "  tier_timeout = 0.1; tier_max_object = \"512K\";\n"
@@ -792,8 +797,7 @@ test_cached_settings()
             "SNI certificate");
     tap::is(ca.listen[0].tls_config.sni[0].second, std::string("/b.key"),
             "SNI key");
-    tap::ok(ca.stale_grace == 30 && ca.pass_ttl == 2.5 &&
-                ca.collapse_wait == 1,
+    tap::ok(ca.stale_grace == 30 && ca.pass_ttl == 2.5 && ca.collapse_wait == 1,
             "stale_grace, pass_ttl, collapse_wait");
     tap::ok(ca.header_timeout == 5 && ca.idle_timeout == 20 &&
                 ca.connect_timeout == 1 && ca.origin_timeout == 9 &&
@@ -824,23 +828,32 @@ test_cached_settings()
                 d->cached.max_body == size_t{8} << 20,
             "cached caching defaults");
 
-    expect_error(head + "cached = { origin = \"*:2\"; listen = \"*:1\";\n"
-                        "  cookie_paths = [ \"static\" ]; };\n",
+    tap::is(d->cached.max_connections, 10000, "cached max_connections default");
+    expect_error(head +
+                     "cached = { origin = \"*:2\"; listen = \"*:1\";\n"
+                     "  max_connections = 0; };\n",
+                 "t.conf:6: 'max_connections' must be between 1 and 1000000",
+                 "cached max_connections range");
+    expect_error(head +
+                     "cached = { origin = \"*:2\"; listen = \"*:1\";\n"
+                     "  cookie_paths = [ \"static\" ]; };\n",
                  "t.conf:6: 'cookie_paths' entries must be path prefixes "
                  "starting with '/'",
                  "cookie_paths must be paths");
-    expect_error(head + "cached = { origin = \"*:2\"; listen = \"*:1\";\n"
-                        "  via = \"a b\"; };\n",
+    expect_error(head +
+                     "cached = { origin = \"*:2\"; listen = \"*:1\";\n"
+                     "  via = \"a b\"; };\n",
                  "t.conf:6: 'via' must be a token such as \"cache1\"",
                  "via must be a token");
     tap::ok(!error_of(head + "cached = { origin = \"*:2\"; listen = \"*:1\";\n"
                              "  stale_grace = -1; };\n")
                  .empty(),
             "negative stale_grace is an error");
-    expect_error(head + "cached = { origin = \"*:2\"; listen = ( {\n"
-                        "  address = \"*:1\"; tls = { certificate = \"/a\";\n"
-                        "  key = \"/b\"; sni = ( { certificate = \"/c\"; } ); "
-                        "}; } ); };\n",
+    expect_error(head +
+                     "cached = { origin = \"*:2\"; listen = ( {\n"
+                     "  address = \"*:1\"; tls = { certificate = \"/a\";\n"
+                     "  key = \"/b\"; sni = ( { certificate = \"/c\"; } ); "
+                     "}; } ); };\n",
                  "t.conf:7: cached.listen[0].tls.sni[0]: 'key' is required",
                  "SNI entry needs a key");
 }
