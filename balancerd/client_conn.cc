@@ -195,7 +195,10 @@ ClientConn::start() noexcept
     ev_io_init(
         &rio,
         [](struct ev_loop*, ev_io* w, int) noexcept {
-            static_cast<ClientConn*>(w->data)->on_read();
+            static_cast<ClientConn*>(w->data)->proxy->ready().push(
+                w, [](ev_io* r) noexcept {
+                    static_cast<ClientConn*>(r->data)->on_read();
+                });
         },
         fd.get(), EV_READ);
     ev_io_init(

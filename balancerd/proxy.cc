@@ -178,9 +178,21 @@ Proxy::close_client(ClientConn* c) noexcept
 }
 
 void
+Proxy::server_read(ServerConn* sc) noexcept
+{
+    if (sc->client != nullptr)
+        sc->client->server_readable();
+    else
+        // An idle connection that becomes readable was closed by
+        // the node (or sent bytes nobody asked for).
+        sc->proxy->close_server(sc);
+}
+
+void
 Proxy::on_prepare(struct ev_loop*, ev_prepare* w, int) noexcept
 {
     auto* self = static_cast<Proxy*>(w->data);
+    self->ready_.run();
     if (self->queue_dirty_) {
         self->queue_dirty_ = false;
         self->serve_queue();
@@ -203,7 +215,6 @@ Proxy::pick_in(PoolRuntime& p, std::string_view key, const int* exclude,
 {
     int64_t now = mono_ms();
     const std::vector<int>& slots = p.layout->nodes;
-    bool any_weight_change = false;
     for (size_t i = 0; i < slots.size(); ++i) {
         ShmNode& n = table_.node(slots[i]);
         bool ok = NodeTable::usable(n, now);
@@ -211,9 +222,7 @@ Proxy::pick_in(PoolRuntime& p, std::string_view key, const int* exclude,
             if (exclude[k] == slots[i])
                 ok = false;
         int w = n.weight.load(std::memory_order_relaxed);
-        if (p.kind == BalanceKind::kHash)
-            any_weight_change = any_weight_change || false;
-        else if (p.config->slowstart > 0) {
+        if (p.kind != BalanceKind::kHash && p.config->slowstart > 0) {
             int64_t since = n.up_since.load(std::memory_order_relaxed);
             if (since > 0)
                 w = slowstart_weight(w,
@@ -323,13 +332,10 @@ Proxy::server_for(int node, int* err) noexcept
     ev_io_init(
         &raw->rio,
         [](struct ev_loop*, ev_io* w, int) noexcept {
-            auto* sc = static_cast<ServerConn*>(w->data);
-            if (sc->client != nullptr)
-                sc->client->server_readable();
-            else
-                // An idle connection that becomes readable was closed by
-                // the node (or sent bytes nobody asked for).
-                sc->proxy->close_server(sc);
+            static_cast<ServerConn*>(w->data)->proxy->ready_.push(
+                w, [](ev_io* r) noexcept {
+                    server_read(static_cast<ServerConn*>(r->data));
+                });
         },
         raw->fd.get(), EV_READ);
     ev_io_init(

@@ -24,6 +24,7 @@
 #include "common/daemon_main.h"
 #include "common/http_parser.h"
 #include "common/ip_acl.h"
+#include "common/ready_queue.h"
 #include "common/unique_fd.h"
 
 namespace sj {
@@ -85,6 +86,7 @@ public:
     NodeTable& table() noexcept { return table_; }
     PoolRuntime& pool() noexcept { return *http_pool_; }
     AccessLog& access_log() noexcept { return alog_; }
+    ReadyQueue& ready() noexcept { return ready_; }
     bool shutting_down() const noexcept { return shutting_down_; }
     bool trusted(const std::string& peer_ip, bool unix_peer) const noexcept;
 
@@ -114,6 +116,7 @@ private:
     };
     static void on_accept(struct ev_loop*, ev_io* w, int) noexcept;
     static void on_queue_tick(struct ev_loop*, ev_timer* w, int) noexcept;
+    static void server_read(ServerConn* sc) noexcept;
     static void on_usr1(struct ev_loop*, ev_signal* w, int) noexcept;
     void accept_from(Listener* l) noexcept;
     void maybe_idle() noexcept;
@@ -147,6 +150,7 @@ private:
     std::vector<ClientConn*> dead_clients_;
     std::vector<ServerConn*> dead_servers_;
     bool queue_dirty_ = false;
+    ReadyQueue ready_;  // read events of the last poll, run in order
     ev_prepare prepare_{};
     static void on_prepare(struct ev_loop*, ev_prepare* w, int) noexcept;
 };
