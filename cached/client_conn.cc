@@ -138,7 +138,10 @@ ClientConn::arm_timer(double secs) noexcept
 void
 ClientConn::on_read_cb(struct ev_loop*, ev_io* w, int) noexcept
 {
-    static_cast<ClientConn*>(w->data)->on_read();
+    static_cast<ClientConn*>(w->data)->w_->ready().push(
+        w, [](ev_io* r) noexcept {
+            static_cast<ClientConn*>(r->data)->on_read();
+        });
 }
 
 void

@@ -228,6 +228,7 @@ CacheWorker::on_prepare(struct ev_loop*, ev_prepare* w, int) noexcept
     // Connections and fetches end inside each other's callbacks; they are
     // freed here, when no callback of theirs is on the stack.
     auto* self = static_cast<CacheWorker*>(w->data);
+    self->ready_.run();
     while (!self->dead_fetches_.empty() || !self->dead_clients_.empty()) {
         std::vector<Fetch*> fs;
         fs.swap(self->dead_fetches_);

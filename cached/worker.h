@@ -26,6 +26,7 @@
 #include "common/access_log.h"
 #include "common/daemon_main.h"
 #include "common/ip_acl.h"
+#include "common/ready_queue.h"
 
 namespace sj {
 
@@ -51,6 +52,7 @@ public:
     WorkerCounters& counters() noexcept { return *counters_; }
     OriginPool& origin() noexcept { return origin_; }
     AccessLog& access_log() noexcept { return alog_; }
+    ReadyQueue& ready() noexcept { return ready_; }
     McTier* tier() noexcept { return tier_.get(); }
     const KeyPolicy& key_policy() const noexcept { return key_policy_; }
     const FreshnessPolicy& freshness() const noexcept { return freshness_; }
@@ -128,6 +130,7 @@ private:
     std::vector<ClientConn*> dead_clients_;
     std::vector<Fetch*> dead_fetches_;
     ev_signal usr1_{};
+    ReadyQueue ready_;  // client reads of the last poll, run in order
     ev_prepare prepare_{};
     ev_timer tick_{};
     bool shutting_down_ = false;
