@@ -254,7 +254,7 @@ ClientConn::release_node() noexcept
 {
     if (node < 0)
         return;
-    NodeTable::release(proxy->table().node(node));
+    proxy->table().release(node);
     node = -1;
     proxy->serve_queue();
 }

@@ -30,6 +30,11 @@ Proxy::Proxy(WorkerContext& ctx, BalancerState* state)
 {
     layout_ = state->layout(ctx.generation);
     CHECK(layout_ != nullptr);
+    if (!table_.join(static_cast<int32_t>(getpid())))
+        log_warn(
+            "more than %d balancerd workers at once: this one's "
+            "in-flight requests are not given back if it dies",
+            kMaxWorkerSlots);
     node_config_.assign(kMaxNodes, nullptr);
     idle_.resize(kMaxNodes);
     for (const auto& [name, pl] : layout_->pools) {
@@ -95,11 +100,11 @@ Proxy::~Proxy()
     // In-flight slots this worker still holds go back to the table.
     for (auto& [p, c] : clients_)
         if (c->node >= 0)
-            NodeTable::release(table_.node(c->node));
+            table_.release(c->node);
     for (auto& [name, rt] : pools_)
         for (ClientConn* c : rt->queue) {
             (void)c;
-            table_.pool(rt->layout->slot).queued.fetch_sub(1);
+            table_.queue_add(rt->layout->slot, -1);
         }
     tcp_.clear();
     ev_timer_stop(loop_, &queue_tick_);
@@ -166,7 +171,7 @@ Proxy::close_client(ClientConn* c) noexcept
         c->srv = nullptr;
     }
     if (c->node >= 0) {
-        NodeTable::release(table_.node(c->node));
+        table_.release(c->node);
         c->node = -1;
         queue_dirty_ = true;
     }
@@ -239,7 +244,7 @@ Proxy::pick_in(PoolRuntime& p, std::string_view key, const int* exclude,
     if (sticky >= 0) {
         BalanceNode& s = p.scratch[static_cast<size_t>(sticky)];
         if (s.usable && s.weight > 0) {
-            if (!acquire || NodeTable::acquire(table_.node(slots[sticky])))
+            if (!acquire || table_.acquire(slots[sticky]))
                 return slots[static_cast<size_t>(sticky)];
             return -1;  // its node is busy: wait for it in the queue
         }
@@ -274,7 +279,7 @@ Proxy::pick_in(PoolRuntime& p, std::string_view key, const int* exclude,
         if (idx < 0)
             return -1;
         int slot = slots[static_cast<size_t>(idx)];
-        if (!acquire || NodeTable::acquire(table_.node(slot)))
+        if (!acquire || table_.acquire(slot))
             return slot;
         // Another worker took the last slot first.
         p.scratch[static_cast<size_t>(idx)].usable = false;
@@ -408,7 +413,7 @@ Proxy::enqueue(ClientConn* c) noexcept
     PoolRuntime& p = *http_pool_;
     c->qpos = p.queue.insert(p.queue.end(), c);
     c->in_queue = true;
-    table_.pool(p.layout->slot).queued.fetch_add(1);
+    table_.queue_add(p.layout->slot, 1);
     ++queued_;
     if (!ev_is_active(&queue_tick_))
         ev_timer_again(loop_, &queue_tick_);
@@ -422,7 +427,7 @@ Proxy::dequeue(ClientConn* c) noexcept
     PoolRuntime& p = *http_pool_;
     p.queue.erase(c->qpos);
     c->in_queue = false;
-    table_.pool(p.layout->slot).queued.fetch_sub(1);
+    table_.queue_add(p.layout->slot, -1);
     --queued_;
     if (queued_ == 0)
         ev_timer_stop(loop_, &queue_tick_);
@@ -583,7 +588,7 @@ Proxy::opened(int node)
 {
     if (node < 0 || node >= kMaxNodes)
         return;
-    table_.node(node).active.fetch_add(1);
+    table_.hold(node);
     table_.node(node).tcp_conns.fetch_add(1);
 }
 
@@ -592,8 +597,8 @@ Proxy::closed(int node, uint64_t bytes_in, uint64_t bytes_out)
 {
     if (node < 0 || node >= kMaxNodes)
         return;
+    table_.release(node);
     ShmNode& n = table_.node(node);
-    NodeTable::release(n);
     n.bytes_in.fetch_add(bytes_in);
     n.bytes_out.fetch_add(bytes_out);
 }

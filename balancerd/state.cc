@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cinttypes>
 #include <cstdio>
@@ -21,7 +22,7 @@ namespace sj {
 
 namespace {
 
-constexpr uint64_t kMagic = 0x736a62616c616e31ull;  // "sjbalan1"
+constexpr uint64_t kMagic = 0x736a62616c616e32ull;  // "sjbalan2"
 
 void
 copy_text(char* dst, size_t cap, const std::string& s) noexcept
@@ -155,9 +156,38 @@ NodeTable::usable(const ShmNode& n, int64_t now) noexcept
            now >= n.down_until.load(std::memory_order_relaxed);
 }
 
-bool
-NodeTable::acquire(ShmNode& n) noexcept
+namespace {
+
+// Subtracts up to `k` from a count, never below zero.
+void
+sub_floor(std::atomic<uint32_t>& a, uint32_t k) noexcept
 {
+    uint32_t cur = a.load(std::memory_order_relaxed);
+    while (cur > 0 && !a.compare_exchange_weak(cur, cur - std::min(cur, k),
+                                               std::memory_order_acq_rel)) {
+    }
+}
+
+}  // namespace
+
+bool
+NodeTable::join(int32_t pid) noexcept
+{
+    for (ShmWorker& w : t_->workers) {
+        int32_t free = 0;
+        if (w.pid.compare_exchange_strong(free, pid,
+                                          std::memory_order_acq_rel)) {
+            self_ = &w;
+            return true;
+        }
+    }
+    return false;
+}
+
+bool
+NodeTable::acquire(int slot) noexcept
+{
+    ShmNode& n = node(slot);
     int32_t max = n.maxconn.load(std::memory_order_relaxed);
     uint32_t cur = n.active.load(std::memory_order_relaxed);
     for (;;) {
@@ -165,17 +195,63 @@ NodeTable::acquire(ShmNode& n) noexcept
             return false;
         if (n.active.compare_exchange_weak(cur, cur + 1,
                                            std::memory_order_acq_rel))
-            return true;
+            break;
     }
+    if (self_ != nullptr)
+        self_->active[slot].fetch_add(1, std::memory_order_relaxed);
+    return true;
 }
 
 void
-NodeTable::release(ShmNode& n) noexcept
+NodeTable::hold(int slot) noexcept
 {
-    uint32_t cur = n.active.load(std::memory_order_relaxed);
-    while (cur > 0 && !n.active.compare_exchange_weak(
-                          cur, cur - 1, std::memory_order_acq_rel)) {
+    node(slot).active.fetch_add(1, std::memory_order_acq_rel);
+    if (self_ != nullptr)
+        self_->active[slot].fetch_add(1, std::memory_order_relaxed);
+}
+
+void
+NodeTable::release(int slot) noexcept
+{
+    sub_floor(node(slot).active, 1);
+    if (self_ != nullptr)
+        sub_floor(self_->active[slot], 1);
+}
+
+void
+NodeTable::queue_add(int pool_slot, int delta) noexcept
+{
+    if (delta > 0) {
+        pool(pool_slot).queued.fetch_add(1, std::memory_order_relaxed);
+        if (self_ != nullptr)
+            self_->queued[pool_slot].fetch_add(1, std::memory_order_relaxed);
+    } else {
+        sub_floor(pool(pool_slot).queued, 1);
+        if (self_ != nullptr)
+            sub_floor(self_->queued[pool_slot], 1);
     }
+}
+
+std::pair<uint32_t, uint32_t>
+NodeTable::release_worker(int32_t pid) noexcept
+{
+    uint32_t active = 0, queued = 0;
+    for (ShmWorker& w : t_->workers) {
+        if (pid <= 0 || w.pid.load(std::memory_order_acquire) != pid)
+            continue;
+        for (int i = 0; i < kMaxNodes; ++i)
+            if (uint32_t k = w.active[i].exchange(0)) {
+                sub_floor(node(i).active, k);
+                active += k;
+            }
+        for (int i = 0; i < kMaxPools; ++i)
+            if (uint32_t k = w.queued[i].exchange(0)) {
+                sub_floor(pool(i).queued, k);
+                queued += k;
+            }
+        w.pid.store(0, std::memory_order_release);
+    }
+    return {active, queued};
 }
 
 void
@@ -439,6 +515,19 @@ BalancerState::configure(std::shared_ptr<const Config> config,
     while (layouts_.size() > 4)
         layouts_.erase(layouts_.begin());
     return true;
+}
+
+void
+BalancerState::child_exited(pid_t pid) noexcept
+{
+    if (table_.raw() == nullptr)
+        return;
+    auto [active, queued] = table_.release_worker(static_cast<int32_t>(pid));
+    if (active > 0 || queued > 0)
+        log_notice(
+            "worker (pid %d) ended holding %u requests in flight and "
+            "%u queued: their node and queue slots are free again",
+            static_cast<int>(pid), active, queued);
 }
 
 std::string

@@ -20,6 +20,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/config.h"
@@ -90,11 +91,24 @@ struct ShmPool {
     std::atomic<uint64_t> send_timeouts;  // clients that stopped reading
 };
 
+// What one worker process holds in the table: its in-flight requests (and
+// TCP relays) per node and its queued requests per pool. A worker that
+// dies without giving them back (SIGKILL, a crash) would otherwise leave a
+// node short of maxconn slots, or a pool's queue full, for good; the
+// parent gives them back when it reaps the worker (release_worker).
+inline constexpr int kMaxWorkerSlots = 128;
+struct ShmWorker {
+    std::atomic<int32_t> pid;  // 0: free
+    std::atomic<uint32_t> active[kMaxNodes];
+    std::atomic<uint32_t> queued[kMaxPools];
+};
+
 struct ShmTable {
     uint64_t magic;
     ShmMutex mutex;  // slot allocation and reason text
     ShmPool pools[kMaxPools];
     ShmNode nodes[kMaxNodes];
+    ShmWorker workers[kMaxWorkerSlots];
 };
 
 // Where a generation's pools and nodes live in the table. Heap memory of
@@ -125,9 +139,21 @@ public:
     // Can take a new request now: enabled and up, or passively down with
     // its hold time over (one request then probes it).
     static bool usable(const ShmNode& n, int64_t now) noexcept;
-    // Takes an in-flight slot unless the node is at maxconn.
-    static bool acquire(ShmNode& n) noexcept;
-    static void release(ShmNode& n) noexcept;
+    // In a worker: takes a worker slot, in which acquire(), hold(),
+    // release() and queue_add() account for what this process holds.
+    // False when every slot is taken (the worker then runs unaccounted).
+    bool join(int32_t pid) noexcept;
+    // Takes an in-flight slot on node `slot` unless it is at maxconn.
+    bool acquire(int slot) noexcept;
+    // Takes one whatever maxconn says (a TCP relay already connected).
+    void hold(int slot) noexcept;
+    void release(int slot) noexcept;
+    // Requests this worker queues in pool `slot` (delta +1 or -1).
+    void queue_add(int pool_slot, int delta) noexcept;
+    // In the parent, for a worker it reaped: gives back what the worker
+    // still held and frees its slot. Returns the in-flight and queued
+    // counts given back.
+    std::pair<uint32_t, uint32_t> release_worker(int32_t pid) noexcept;
 
     // Passive health. A failure past `fall` consecutive ones marks the node
     // down for `hold` seconds; a success brings a passively downed node back.
@@ -145,6 +171,7 @@ public:
 private:
     void set_reason(ShmNode& n, const std::string& r) noexcept;
     ShmTable* t_;
+    ShmWorker* self_ = nullptr;  // this worker's slot, if it joined
 };
 
 // The parent's side (DaemonState): creates the table, lays out each
@@ -159,6 +186,7 @@ public:
     void add_commands(ControlServer& control) override;
     void after_fork() noexcept override;
     std::string status() const override;
+    void child_exited(pid_t pid) noexcept override;
 
     NodeTable& table() noexcept { return table_; }
     // The layout of `generation`; nullptr if unknown.

@@ -154,10 +154,6 @@ url_to_key(const CachedConfig& config, const std::string& url, std::string* key)
 
 CachedState::CachedState(struct ev_loop* loop) : loop_(loop)
 {
-    // Pins and fills of a worker that died are given back within a second
-    // even if nothing else touches the store (Store::reap_dead).
-    ev_timer_init(&reap_, on_reap, 1.0, 1.0);
-    reap_.data = this;
     // After logrotate: create the new access log for the workers, which
     // get the same signal from the parent and reopen it.
     ev_signal_init(&usr1_, on_usr1, SIGUSR1);
@@ -195,15 +191,17 @@ CachedState::prepare_access_log() noexcept
 
 CachedState::~CachedState()
 {
-    ev_timer_stop(loop_, &reap_);
     ev_signal_stop(loop_, &usr1_);
     ev_io_stop(loop_, &metrics_io_);
 }
 
 void
-CachedState::on_reap(struct ev_loop*, ev_timer* w, int) noexcept
+CachedState::child_exited(pid_t pid) noexcept
 {
-    static_cast<CachedState*>(w->data)->store_.reap_dead();
+    // The pins and fills of a worker that died (SIGKILL, a crash) go back
+    // at once: a dead object only it pinned is freed, its fills discarded.
+    if (store_)
+        store_.release_process(pid);
 }
 
 bool
@@ -223,7 +221,6 @@ CachedState::configure(std::shared_ptr<const Config> config,
         shared_->magic = kMagic;
         for (auto& u : shared_->tier_up)
             u.store(1);
-        ev_timer_start(loop_, &reap_);
         log_info("store: %zu bytes of memory plus %zu of overhead", c.memory,
                  store_.overhead());
     } else if (c.memory != memory_ || c.max_object != store_.max_object()) {
@@ -278,7 +275,6 @@ CachedState::tls_ctx(unsigned generation, size_t i) const noexcept
 void
 CachedState::after_fork() noexcept
 {
-    ev_timer_stop(loop_, &reap_);
     ev_signal_stop(loop_, &usr1_);
     ev_io_stop(loop_, &metrics_io_);
     metrics_fd_.reset();

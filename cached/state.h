@@ -96,6 +96,7 @@ public:
     void add_commands(ControlServer& control) override;
     void after_fork() noexcept override;
     std::string status() const override;
+    void child_exited(pid_t pid) noexcept override;
 
     Store& store() noexcept { return store_; }
     CachedShared* shared() const noexcept { return shared_; }
@@ -114,7 +115,6 @@ private:
     struct MetricsConn;
     bool open_metrics(const Config& config, std::string* err);
     static void on_metrics_accept(struct ev_loop*, ev_io* w, int) noexcept;
-    static void on_reap(struct ev_loop*, ev_timer* w, int) noexcept;
     static void on_usr1(struct ev_loop*, ev_signal* w, int) noexcept;
     void prepare_access_log() noexcept;
 
@@ -125,7 +125,6 @@ private:
     CachedShared* shared_ = nullptr;
     size_t memory_ = 0;
     std::map<unsigned, std::vector<ListenerTls>> tls_;
-    ev_timer reap_{};
     ev_signal usr1_{};
     UniqueFd metrics_fd_;
     std::string metrics_addr_;

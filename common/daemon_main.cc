@@ -240,6 +240,10 @@ Parent::start(std::string* err)
     }
 
     supervisor_.set_after_fork([this] { after_fork(); });
+    supervisor_.set_on_reaped([this](pid_t pid) {
+        if (state_)
+            state_->child_exited(pid);
+    });
     struct {
         ev_signal* w;
         int sig;

@@ -6,6 +6,7 @@
 // daemon_main().
 
 #include <ev.h>
+#include <sys/types.h>
 
 #include <functional>
 #include <memory>
@@ -62,6 +63,12 @@ public:
     // close what the child must not hold (e.g. the parent's end of a
     // socketpair). Default: nothing.
     virtual void after_fork() noexcept {}
+
+    // Called in the parent when a child has exited and been reaped, before
+    // it is respawned, whatever way it ended: give back what it held in
+    // shared memory (a SIGKILLed worker gives back nothing itself).
+    // Default: nothing.
+    virtual void child_exited(pid_t pid) noexcept { (void)pid; }
 
     // Extra "key: value\n" lines for the status command. Default: none.
     virtual std::string status() const { return {}; }

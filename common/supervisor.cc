@@ -155,6 +155,8 @@ Supervisor::reaped(pid_t pid, int status) noexcept
     Child* c = it->second.get();
     ev_timer_stop(loop_, &c->kill);
     c->pid = 0;
+    if (on_reaped_)
+        on_reaped_(pid);
     char how[96];
     if (WIFSIGNALED(status))
         std::snprintf(how, sizeof how, "killed by signal %d (%s)",

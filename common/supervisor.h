@@ -40,6 +40,14 @@ public:
         after_fork_ = std::move(fn);
     }
 
+    // Runs in the parent each time one of its children has been reaped
+    // (before any respawn), with the child's pid: the owner gives back what
+    // the child held in shared memory and could not give back itself.
+    void set_on_reaped(std::function<void(pid_t)> fn)
+    {
+        on_reaped_ = std::move(fn);
+    }
+
     // Starts `count` children of generation `gen` running `body`, and retires
     // every child of an older generation: SIGTERM now, SIGKILL after `grace`
     // seconds. Returns false if a fork failed (the children that did start
@@ -92,6 +100,7 @@ private:
     struct ev_loop* loop_;
     std::string role_;
     std::function<void()> after_fork_;
+    std::function<void(pid_t)> on_reaped_;
     ChildMain body_;
     unsigned gen_ = 0;
     int count_ = 0;
