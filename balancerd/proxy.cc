@@ -220,6 +220,7 @@ Proxy::pick_in(PoolRuntime& p, std::string_view key, const int* exclude,
 {
     int64_t now = mono_ms();
     const std::vector<int>& slots = p.layout->nodes;
+    p.sticky_wait = false;
     for (size_t i = 0; i < slots.size(); ++i) {
         ShmNode& n = table_.node(slots[i]);
         bool ok = NodeTable::usable(n, now);
@@ -246,12 +247,16 @@ Proxy::pick_in(PoolRuntime& p, std::string_view key, const int* exclude,
         if (s.usable && s.weight > 0) {
             if (!acquire || table_.acquire(slots[sticky]))
                 return slots[static_cast<size_t>(sticky)];
+            *saturated = true;
+            p.sticky_wait = true;
             return -1;  // its node is busy: wait for it in the queue
         }
         if (*saturated && s.weight > 0) {
             ShmNode& n = table_.node(slots[static_cast<size_t>(sticky)]);
-            if (NodeTable::usable(n, now))
+            if (NodeTable::usable(n, now)) {
+                p.sticky_wait = true;
                 return -1;
+            }
         }
     }
     if (p.kind == BalanceKind::kHash) {
@@ -436,9 +441,20 @@ Proxy::dequeue(ClientConn* c) noexcept
 void
 Proxy::serve_queue() noexcept
 {
+    if (serving_queue_) {
+        // Called back from a dispatch below (a connect that failed at
+        // once released its slot): the loop below or the next prepare
+        // watcher looks again.
+        queue_dirty_ = true;
+        return;
+    }
+    serving_queue_ = true;
     PoolRuntime& p = *http_pool_;
-    while (!p.queue.empty()) {
-        ClientConn* c = p.queue.front();
+    // Oldest first. A request waiting for its sticky node, which is at its
+    // maxconn, does not hold up those behind it that another node can take;
+    // once a request any node could take finds none, the rest wait too.
+    for (auto it = p.queue.begin(); it != p.queue.end();) {
+        ClientConn* c = *it++;  // dispatch() takes c out of the queue
         bool saturated = false;
         int n = pick_http(*c, &saturated);
         if (n >= 0) {
@@ -451,8 +467,10 @@ Proxy::serve_queue() noexcept
             c->error_response(503, "no node available", "no-node", true);
             continue;
         }
-        break;
+        if (!p.sticky_wait)
+            break;
     }
+    serving_queue_ = false;
 }
 
 void

@@ -61,6 +61,9 @@ struct PoolRuntime {
     std::vector<std::string> names;
     std::vector<BalanceNode> scratch;
     std::list<ClientConn*> queue;  // waiting for a node, oldest first
+    // Set by the last pick_in(): it failed because the request's sticky
+    // node is at its maxconn (other nodes may still take other requests).
+    bool sticky_wait = false;
 };
 
 class Proxy : public Worker, public TcpRouter {
@@ -150,7 +153,8 @@ private:
     std::vector<ClientConn*> dead_clients_;
     std::vector<ServerConn*> dead_servers_;
     bool queue_dirty_ = false;
-    ReadyQueue ready_;  // read events of the last poll, run in order
+    bool serving_queue_ = false;  // serve_queue() is on the stack
+    ReadyQueue ready_;            // read events of the last poll, run in order
     ev_prepare prepare_{};
     static void on_prepare(struct ev_loop*, ev_prepare* w, int) noexcept;
 };

@@ -187,6 +187,42 @@ for (1 .. 5) {
     like($r->{body}, qr/node=$node1/, "sticky request $_ stays on $node1") if $_ == 5;
 }
 is("@counts", '2 3 4 5 6', 'the PHP session carries on on one node');
+
+# A request waiting in the queue for its sticky node does not hold up the
+# requests behind it: maxconn 1, php1 busy for 3 s and php2 for 1 s; a
+# request stuck to php1 queues, then one without the cookie queues behind
+# it. When php2 frees, the second takes it at once instead of waiting for
+# php1 with the first.
+conf(pool => 'sticky_cookie = "SJNODE"; maxconn = 1; queue_timeout = 10.0;',
+     w1 => 10, w2 => 10);
+$d->ctl('reload');
+sleep 0.5;
+{
+    my $send = sub {
+        my ($path, $node) = @_;
+        return http_send(host => '127.0.0.1', port => $port, path => $path,
+                         headers => $node ? { Cookie => "SJNODE=$node" } : {});
+    };
+    my $t0 = time;
+    my $busy1 = $send->('/slow.php?t=3', 'php1');
+    my $busy2 = $send->('/slow.php?t=1', 'php2');
+    sleep 0.3;
+    my $stuck = $send->('/index.php', 'php1');
+    sleep 0.3;
+    my $free = $send->('/index.php');
+    my $r_free = http_read($free, timeout => 10);
+    my $t_free = time - $t0;
+    is($r_free->{status}, 200, 'the request behind a sticky waiter is served');
+    is($r_free->{headers}{'x-sj-node'}, 'php2', 'by the node that freed first');
+    cmp_ok($t_free, '<', 2.5, sprintf('after %.1f s: php2 freed at 1 s, php1 '
+                                      . 'only at 3 s', $t_free));
+    my $r_stuck = http_read($stuck, timeout => 10);
+    is($r_stuck->{headers}{'x-sj-node'}, 'php1',
+       'the sticky one waited for its node');
+    cmp_ok(time - $t0, '>=', 2.9, 'until it freed');
+    http_read($_, timeout => 10) for $busy1, $busy2;
+}
+
 # Its node dies: the session moves, the request succeeds.
 my ($dead) = grep { $_->name eq $node1 } @php;
 $dead->kill;
