@@ -583,14 +583,24 @@ ClientConn::hash_key() const
 void
 ClientConn::try_node() noexcept
 {
+    const PoolConfig& pc = *proxy->pool().config;
+    ShmPool& sp = proxy->table().pool(proxy->pool().layout->slot);
     bool saturated = false;
-    int n = proxy->pick_http(*this, &saturated);
+    int n = -1;
+    if (pc.queue_timeout > 0 && sp.queued.load() > 0) {
+        // Requests are waiting, in this worker or another: take a place
+        // behind them (serve_queue() below lets this one go at once if
+        // it is the oldest that a free node can take).
+        saturated = true;
+        sticky_wait = false;
+    } else {
+        n = proxy->pick_http(*this, &saturated);
+        sticky_wait = proxy->pool().sticky_wait;
+    }
     if (n >= 0) {
         dispatch(n);
         return;
     }
-    const PoolConfig& pc = *proxy->pool().config;
-    ShmPool& sp = proxy->table().pool(proxy->pool().layout->slot);
     if (!saturated) {
         sp.no_node.fetch_add(1, std::memory_order_relaxed);
         error_response(503, "no node available", "no-node", true);
@@ -609,6 +619,7 @@ ClientConn::try_node() noexcept
     ev_timer_set(&qtimer, pc.queue_timeout, 0.);
     ev_timer_start(proxy->loop(), &qtimer);
     update_client_read();
+    proxy->serve_queue();
 }
 
 void

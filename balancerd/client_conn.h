@@ -90,6 +90,8 @@ struct ClientConn {
     int node = -1;
     std::list<ClientConn*>::iterator qpos;
     bool in_queue = false;
+    uint64_t ticket = 0;       // its place in the pool's queue, all workers
+    bool sticky_wait = false;  // queued for its sticky node, at its maxconn
 
     // The request.
     std::string method;

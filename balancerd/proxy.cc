@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstddef>
+#include <cstdio>
 #include <cstring>
 
 #include "balancerd/client_conn.h"
@@ -30,11 +32,15 @@ Proxy::Proxy(WorkerContext& ctx, BalancerState* state)
 {
     layout_ = state->layout(ctx.generation);
     CHECK(layout_ != nullptr);
+    parent_pid_ = getppid();
     if (!table_.join(static_cast<int32_t>(getpid())))
         log_warn(
             "more than %d balancerd workers at once: this one's "
-            "in-flight requests are not given back if it dies",
+            "in-flight requests are not given back if it dies, and "
+            "its queue is not ordered with the others'",
             kMaxWorkerSlots);
+    else
+        open_wake_socket();
     node_config_.assign(kMaxNodes, nullptr);
     idle_.resize(kMaxNodes);
     for (const auto& [name, pl] : layout_->pools) {
@@ -81,6 +87,8 @@ Proxy::Proxy(WorkerContext& ctx, BalancerState* state)
     }
     ev_timer_init(&queue_tick_, on_queue_tick, 0.01, 0.01);
     queue_tick_.data = this;
+    ev_init(&order_timer_, on_order_timer);
+    order_timer_.data = this;
     ev_signal_init(&usr1_, on_usr1, SIGUSR1);
     usr1_.data = this;
     ev_signal_start(loop_, &usr1_);
@@ -108,6 +116,10 @@ Proxy::~Proxy()
         }
     tcp_.clear();
     ev_timer_stop(loop_, &queue_tick_);
+    ev_timer_stop(loop_, &order_timer_);
+    ev_io_stop(loop_, &wake_io_);
+    if (http_pool_ != nullptr)
+        table_.publish_oldest(http_pool_->layout->slot, 0);
     ev_signal_stop(loop_, &usr1_);
     ev_prepare_stop(loop_, &prepare_);
     alog_.flush();
@@ -416,12 +428,14 @@ void
 Proxy::enqueue(ClientConn* c) noexcept
 {
     PoolRuntime& p = *http_pool_;
+    c->ticket = table_.take_ticket(p.layout->slot);
     c->qpos = p.queue.insert(p.queue.end(), c);
     c->in_queue = true;
     table_.queue_add(p.layout->slot, 1);
     ++queued_;
     if (!ev_is_active(&queue_tick_))
         ev_timer_again(loop_, &queue_tick_);
+    publish_oldest();
 }
 
 void
@@ -436,10 +450,94 @@ Proxy::dequeue(ClientConn* c) noexcept
     --queued_;
     if (queued_ == 0)
         ev_timer_stop(loop_, &queue_tick_);
+    publish_oldest();
 }
 
 void
-Proxy::serve_queue() noexcept
+Proxy::publish_oldest() noexcept
+{
+    PoolRuntime& p = *http_pool_;
+    uint64_t t = 0;
+    for (ClientConn* c : p.queue)
+        if (!c->sticky_wait) {
+            t = c->ticket;
+            break;
+        }
+    if (t != published_) {
+        published_ = t;
+        table_.publish_oldest(p.layout->slot, t);
+    }
+}
+
+void
+Proxy::open_wake_socket() noexcept
+{
+    UniqueFd fd(
+        ::socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    struct sockaddr_un a {};
+    socklen_t len = wake_address(table_.worker_index(), &a);
+    if (!fd ||
+        ::bind(fd.get(), reinterpret_cast<struct sockaddr*>(&a), len) < 0) {
+        log_warn(
+            "queue wake-up socket: %s (queued requests of other "
+            "workers are seen on the queue tick only)",
+            std::strerror(errno));
+        return;
+    }
+    wake_fd_ = std::move(fd);
+    ev_io_init(&wake_io_, on_wake, wake_fd_.get(), EV_READ);
+    wake_io_.data = this;
+    ev_io_start(loop_, &wake_io_);
+}
+
+void
+Proxy::wake(int worker) noexcept
+{
+    if (!wake_fd_)
+        return;
+    struct sockaddr_un a {};
+    socklen_t len = wake_address(worker, &a);
+    // A lost wake-up (the other worker's socket is full, or it just
+    // ended) costs at most its next queue tick.
+    (void)::sendto(wake_fd_.get(), "w", 1, MSG_DONTWAIT,
+                   reinterpret_cast<struct sockaddr*>(&a), len);
+}
+
+socklen_t
+Proxy::wake_address(int worker, struct sockaddr_un* a) const noexcept
+{
+    // An abstract socket (no file), named after the parent so that two
+    // balancerd instances on one machine never wake each other's workers.
+    a->sun_family = AF_UNIX;
+    int n = std::snprintf(a->sun_path + 1, sizeof a->sun_path - 1,
+                          "sunjammer-balancerd-%d-%d",
+                          static_cast<int>(parent_pid_), worker);
+    return static_cast<socklen_t>(
+        offsetof(struct sockaddr_un, sun_path) + 1 + static_cast<size_t>(n));
+}
+
+void
+Proxy::on_wake(struct ev_loop*, ev_io* w, int) noexcept
+{
+    auto* self = static_cast<Proxy*>(w->data);
+    char buf[64];
+    while (::recv(self->wake_fd_.get(), buf, sizeof buf, MSG_DONTWAIT) > 0) {
+    }
+    self->serve_queue();
+}
+
+void
+Proxy::on_order_timer(struct ev_loop*, ev_timer* w, int) noexcept
+{
+    // The worker with an older request was woken and has not taken the
+    // free slot: it may be busy or stuck. Go ahead rather than leave the
+    // node idle.
+    auto* self = static_cast<Proxy*>(w->data);
+    self->serve_queue(false);
+}
+
+void
+Proxy::serve_queue(bool in_order) noexcept
 {
     if (serving_queue_) {
         // Called back from a dispatch below (a connect that failed at
@@ -453,10 +551,22 @@ Proxy::serve_queue() noexcept
     // Oldest first. A request waiting for its sticky node, which is at its
     // maxconn, does not hold up those behind it that another node can take;
     // once a request any node could take finds none, the rest wait too.
+    // Across workers: a request any node may take goes only when no other
+    // worker has an older one; that worker is woken instead.
+    int elsewhere = -1;
+    uint64_t older = 0;
+    if (table_.pool(p.layout->slot).queued.load() > p.queue.size())
+        older = table_.oldest_elsewhere(p.layout->slot, &elsewhere);
+    bool deferred = false;
     for (auto it = p.queue.begin(); it != p.queue.end();) {
         ClientConn* c = *it++;  // dispatch() takes c out of the queue
+        if (in_order && older != 0 && !c->sticky_wait && c->ticket > older) {
+            deferred = true;
+            break;
+        }
         bool saturated = false;
         int n = pick_http(*c, &saturated);
+        c->sticky_wait = p.sticky_wait;
         if (n >= 0) {
             c->dispatch(n);
             continue;
@@ -470,7 +580,17 @@ Proxy::serve_queue() noexcept
         if (!p.sticky_wait)
             break;
     }
+    publish_oldest();
     serving_queue_ = false;
+    if (older != 0 && (deferred || p.queue.empty())) {
+        // An older request waits in another worker, and a slot may be
+        // free (this worker just released one, or could serve its own).
+        wake(elsewhere);
+        if (deferred && !ev_is_active(&order_timer_)) {
+            ev_timer_set(&order_timer_, kOrderGrace, 0.);
+            ev_timer_start(loop_, &order_timer_);
+        }
+    }
 }
 
 void

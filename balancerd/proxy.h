@@ -7,6 +7,9 @@
 // front of it. Also implements TcpRouter for the TCP mode's relays.
 
 #include <ev.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/un.h>
 
 #include <deque>
 #include <list>
@@ -104,8 +107,9 @@ public:
     // The request on `s` finished cleanly: keep it for the next one.
     void park(ServerConn* s) noexcept;
     void close_server(ServerConn* s) noexcept;
-    // A node slot was released: serve queued requests.
-    void serve_queue() noexcept;
+    // A node slot was released: serve queued requests. With in_order
+    // false, without waiting for older requests of other workers.
+    void serve_queue(bool in_order = true) noexcept;
     void enqueue(ClientConn* c) noexcept;
     void dequeue(ClientConn* c) noexcept;
     void close_client(ClientConn* c) noexcept;
@@ -120,6 +124,18 @@ private:
     static void on_accept(struct ev_loop*, ev_io* w, int) noexcept;
     static void on_queue_tick(struct ev_loop*, ev_timer* w, int) noexcept;
     static void server_read(ServerConn* sc) noexcept;
+    static void on_wake(struct ev_loop*, ev_io* w, int) noexcept;
+    static void on_order_timer(struct ev_loop*, ev_timer* w, int) noexcept;
+    // This worker's oldest queued ticket any node may take, published.
+    void publish_oldest() noexcept;
+    void open_wake_socket() noexcept;
+    // Wakes worker `worker` (a slot index of the node table) to look at
+    // its queue; wake_address() is the name of its wake-up socket.
+    void wake(int worker) noexcept;
+    socklen_t wake_address(int worker, struct sockaddr_un* a) const noexcept;
+    // How long a worker leaves a free slot to an older request of another
+    // worker it woke, before serving its own.
+    static constexpr double kOrderGrace = 0.05;
     static void on_usr1(struct ev_loop*, ev_signal* w, int) noexcept;
     void accept_from(Listener* l) noexcept;
     void maybe_idle() noexcept;
@@ -154,7 +170,12 @@ private:
     std::vector<ServerConn*> dead_servers_;
     bool queue_dirty_ = false;
     bool serving_queue_ = false;  // serve_queue() is on the stack
-    ReadyQueue ready_;            // read events of the last poll, run in order
+    uint64_t published_ = 0;      // the ticket publish_oldest() last set
+    pid_t parent_pid_ = 0;
+    UniqueFd wake_fd_;  // datagrams from workers that freed a slot
+    ev_io wake_io_{};
+    ev_timer order_timer_{};
+    ReadyQueue ready_;  // read events of the last poll, run in order
     ev_prepare prepare_{};
     static void on_prepare(struct ev_loop*, ev_prepare* w, int) noexcept;
 };

@@ -232,6 +232,43 @@ NodeTable::queue_add(int pool_slot, int delta) noexcept
     }
 }
 
+uint64_t
+NodeTable::take_ticket(int pool_slot) noexcept
+{
+    return pool(pool_slot).next_ticket.fetch_add(1, std::memory_order_relaxed) +
+           1;
+}
+
+void
+NodeTable::publish_oldest(int pool_slot, uint64_t ticket) noexcept
+{
+    if (self_ != nullptr)
+        self_->oldest[pool_slot].store(ticket, std::memory_order_release);
+}
+
+uint64_t
+NodeTable::oldest_elsewhere(int pool_slot, int* worker) const noexcept
+{
+    uint64_t best = 0;
+    for (int i = 0; i < kMaxWorkerSlots; ++i) {
+        const ShmWorker& w = t_->workers[i];
+        if (&w == self_ || w.pid.load(std::memory_order_relaxed) == 0)
+            continue;
+        uint64_t k = w.oldest[pool_slot].load(std::memory_order_acquire);
+        if (k != 0 && (best == 0 || k < best)) {
+            best = k;
+            *worker = i;
+        }
+    }
+    return best;
+}
+
+int
+NodeTable::worker_index() const noexcept
+{
+    return self_ == nullptr ? -1 : static_cast<int>(self_ - t_->workers);
+}
+
 std::pair<uint32_t, uint32_t>
 NodeTable::release_worker(int32_t pid) noexcept
 {
@@ -249,6 +286,8 @@ NodeTable::release_worker(int32_t pid) noexcept
                 sub_floor(pool(i).queued, k);
                 queued += k;
             }
+        for (auto& o : w.oldest)
+            o.store(0, std::memory_order_relaxed);
         w.pid.store(0, std::memory_order_release);
     }
     return {active, queued};

@@ -84,7 +84,8 @@ struct ShmPool {
     std::atomic<uint32_t> in_use;
     std::atomic<uint32_t> ever_used;
     char name[64];
-    std::atomic<uint32_t> queued;  // requests waiting, all workers
+    std::atomic<uint32_t> queued;       // requests waiting, all workers
+    std::atomic<uint64_t> next_ticket;  // queue order across workers
     std::atomic<uint64_t> requests, queue_full, queue_timeouts, no_node,
         writer_epoch;
     std::atomic<uint64_t> queue_wait_us;
@@ -101,6 +102,9 @@ struct ShmWorker {
     std::atomic<int32_t> pid;  // 0: free
     std::atomic<uint32_t> active[kMaxNodes];
     std::atomic<uint32_t> queued[kMaxPools];
+    // The ticket of this worker's oldest queued request that any node may
+    // take (not one waiting for its sticky node), per pool; 0: none.
+    std::atomic<uint64_t> oldest[kMaxPools];
 };
 
 struct ShmTable {
@@ -150,6 +154,16 @@ public:
     void release(int slot) noexcept;
     // Requests this worker queues in pool `slot` (delta +1 or -1).
     void queue_add(int pool_slot, int delta) noexcept;
+    // The queue's order across workers: a request that queues takes a
+    // ticket; each worker publishes its oldest ticket that any node may
+    // take (0: none), and serves that request only when no other worker
+    // has an older one. oldest_elsewhere() returns the oldest ticket of
+    // the other workers (0: none) and through *worker its slot index.
+    uint64_t take_ticket(int pool_slot) noexcept;
+    void publish_oldest(int pool_slot, uint64_t ticket) noexcept;
+    uint64_t oldest_elsewhere(int pool_slot, int* worker) const noexcept;
+    // This worker's slot index; -1 when it did not join.
+    int worker_index() const noexcept;
     // In the parent, for a worker it reaped: gives back what the worker
     // still held and frees its slot. Returns the in-flight and queued
     // counts given back.

@@ -1,0 +1,77 @@
+#!/usr/bin/perl
+# The pool's queue is first-in, first-out across workers: with two
+# workers, a node at maxconn 1 and requests queued in both, a freed slot
+# goes to the oldest request whichever worker holds it (the worker that
+# freed it wakes the other one). Real Apache + mod_php node.
+use strict;
+use warnings;
+use lib (($ENV{SJ_SRCDIR} // '.') . '/t/lib');
+use Test::More;
+use Time::HiRes qw(sleep time);
+use SJ::Test;
+use SJ::Net qw(http_send http_read);
+use SJ::Apache;
+
+if (my $why = SJ::Apache::skip_reason()) {
+    plan skip_all => $why;
+}
+
+my $t = SJ::Test->new;
+my $port = $t->port('http');
+my $php = SJ::Apache->start(name => 'php1', dir => $t->dir, maxclients => 12);
+
+$t->write_conf(
+    pools => qq{php: { maxconn = 1; queue_timeout = 30.0;
+        nodes = ( { name = "php1"; address = "${\ $php->address}"; } ); };},
+    balancerd => qq{listen = ( "127.0.0.1:$port" ); pool = "php"; workers = 2;},
+);
+my $d = $t->start('balancerd');
+my @workers = $d->wait_children(2);
+is(scalar @workers, 2, 'two workers');
+
+# Which worker holds each of our connections (by the local port of the
+# client side), from ss.
+sub owners {
+    my %by_port;
+    for my $line (`ss -Htnp state established '( sport = :$port )' 2>/dev/null`) {
+        my ($peer) = $line =~ /\s127\.0\.0\.1:$port\s+127\.0\.0\.1:(\d+)/ or next;
+        my ($pid) = $line =~ /pid=(\d+)/ or next;
+        $by_port{$peer} = $pid;
+    }
+    return \%by_port;
+}
+
+my $rounds = 0;
+my $spread = 0;
+for my $round (1 .. 3) {
+    my $hold = http_send(host => '127.0.0.1', port => $port,
+                         path => '/slow.php?t=1');
+    sleep 0.2;
+    my @q;
+    for my $i (1 .. 8) {
+        push @q, http_send(host => '127.0.0.1', port => $port,
+                           path => "/slow.php?t=0.2&r=$round&n=$i");
+        sleep 0.08;
+    }
+    my $own = owners();
+    my %pids = map { ($own->{ $_->sockport } // 0) => 1 } @q;
+    delete $pids{0};
+    my @status = map { http_read($_, timeout => 20)->{status} } @q;
+    http_read($hold, timeout => 5);
+    is("@status", join(' ', (200) x 8), "round $round: all served");
+    # The node served them one at a time (maxconn 1); its access log has
+    # them in the order it finished them.
+    my @order = map { /[?&]r=$round&n=(\d+)/ ? $1 : () }
+                $php->access_log_lines;
+    is("@order", '1 2 3 4 5 6 7 8',
+       "round $round: served in the order they came ("
+       . scalar(keys %pids) . ' worker(s) held them)');
+    $spread++ if keys %pids == 2;
+    $rounds++;
+}
+diag("$spread of $rounds rounds had queued requests in both workers");
+cmp_ok($spread, '>=', 1, 'the queue was split over both workers at least once');
+
+$d->stop;
+$php->stop;
+done_testing;
