@@ -529,11 +529,15 @@ Proxy::on_wake(struct ev_loop*, ev_io* w, int) noexcept
 void
 Proxy::on_order_timer(struct ev_loop*, ev_timer* w, int) noexcept
 {
-    // The worker with an older request was woken and has not taken the
-    // free slot: it may be busy or stuck. Go ahead rather than leave the
-    // node idle.
+    // The worker with an older request was woken. If that request still
+    // waits, the worker has not taken the free slot: it may be busy or
+    // stuck, so go ahead rather than leave the node idle. If it went, the
+    // order holds as usual.
     auto* self = static_cast<Proxy*>(w->data);
-    self->serve_queue(false);
+    int elsewhere = -1;
+    uint64_t older = self->table_.oldest_elsewhere(
+        self->http_pool_->layout->slot, &elsewhere);
+    self->serve_queue(older == 0 || older != self->deferred_to_);
 }
 
 void
@@ -587,6 +591,7 @@ Proxy::serve_queue(bool in_order) noexcept
         // free (this worker just released one, or could serve its own).
         wake(elsewhere);
         if (deferred && !ev_is_active(&order_timer_)) {
+            deferred_to_ = older;
             ev_timer_set(&order_timer_, kOrderGrace, 0.);
             ev_timer_start(loop_, &order_timer_);
         }

@@ -171,6 +171,7 @@ private:
     bool queue_dirty_ = false;
     bool serving_queue_ = false;  // serve_queue() is on the stack
     uint64_t published_ = 0;      // the ticket publish_oldest() last set
+    uint64_t deferred_to_ = 0;    // the older ticket order_timer_ waits on
     pid_t parent_pid_ = 0;
     UniqueFd wake_fd_;  // datagrams from workers that freed a slot
     ev_io wake_io_{};
