@@ -595,7 +595,6 @@ ClientConn::try_node() noexcept
         sticky_wait = false;
     } else {
         n = proxy->pick_http(*this, &saturated);
-        sticky_wait = proxy->pool().sticky_wait;
     }
     if (n >= 0) {
         dispatch(n);

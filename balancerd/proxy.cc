@@ -227,12 +227,11 @@ Proxy::on_prepare(struct ev_loop*, ev_prepare* w, int) noexcept
 
 int
 Proxy::pick_in(PoolRuntime& p, std::string_view key, const int* exclude,
-               size_t nexclude, int sticky, bool* saturated,
-               bool acquire) noexcept
+               size_t nexclude, int sticky, bool* saturated, bool acquire,
+               bool* sticky_wait) noexcept
 {
     int64_t now = mono_ms();
     const std::vector<int>& slots = p.layout->nodes;
-    p.sticky_wait = false;
     for (size_t i = 0; i < slots.size(); ++i) {
         ShmNode& n = table_.node(slots[i]);
         bool ok = NodeTable::usable(n, now);
@@ -260,13 +259,13 @@ Proxy::pick_in(PoolRuntime& p, std::string_view key, const int* exclude,
             if (!acquire || table_.acquire(slots[sticky]))
                 return slots[static_cast<size_t>(sticky)];
             *saturated = true;
-            p.sticky_wait = true;
+            *sticky_wait = true;
             return -1;  // its node is busy: wait for it in the queue
         }
         if (*saturated && s.weight > 0) {
             ShmNode& n = table_.node(slots[static_cast<size_t>(sticky)]);
             if (NodeTable::usable(n, now)) {
-                p.sticky_wait = true;
+                *sticky_wait = true;
                 return -1;
             }
         }
@@ -320,8 +319,9 @@ Proxy::pick_http(ClientConn& c, bool* saturated) noexcept
     for (size_t k = 0; k < c.nexcluded && sticky >= 0; ++k)
         if (c.excluded[k] == p.layout->nodes[static_cast<size_t>(sticky)])
             sticky = -1;
-    int slot = pick_in(p, key, c.excluded, c.nexcluded, sticky, saturated,
-                       true);
+    c.sticky_wait = false;
+    int slot = pick_in(p, key, c.excluded, c.nexcluded, sticky, saturated, true,
+                       &c.sticky_wait);
     if (slot >= 0 && !p.config->sticky_cookie.empty())
         c.insert_cookie = c.sticky_node != table_.node(slot).name;
     return slot;
@@ -570,7 +570,6 @@ Proxy::serve_queue(bool in_order) noexcept
         }
         bool saturated = false;
         int n = pick_http(*c, &saturated);
-        c->sticky_wait = p.sticky_wait;
         if (n >= 0) {
             c->dispatch(n);
             continue;
@@ -581,7 +580,7 @@ Proxy::serve_queue(bool in_order) noexcept
             c->error_response(503, "no node available", "no-node", true);
             continue;
         }
-        if (!p.sticky_wait)
+        if (!c->sticky_wait)
             break;
     }
     publish_oldest();
@@ -700,8 +699,9 @@ Proxy::pick(const std::string& pool, const std::string& route,
         size_t colon = key.rfind(':');
         if (colon != std::string::npos)
             key.resize(colon);
+        bool unused = false;
         slot = pick_in(*p, key, &exclude, exclude >= 0 ? 1 : 0, -1, &saturated,
-                       false);
+                       false, &unused);
     }
     if (slot < 0)
         return r;

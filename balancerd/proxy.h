@@ -64,9 +64,6 @@ struct PoolRuntime {
     std::vector<std::string> names;
     std::vector<BalanceNode> scratch;
     std::list<ClientConn*> queue;  // waiting for a node, oldest first
-    // Set by the last pick_in(): it failed because the request's sticky
-    // node is at its maxconn (other nodes may still take other requests).
-    bool sticky_wait = false;
 };
 
 class Proxy : public Worker, public TcpRouter {
@@ -98,7 +95,8 @@ public:
 
     // Picks a node for `c` and takes an in-flight slot on it. Returns the
     // slot, or -1 with *saturated set when usable nodes are all at their
-    // maxconn (the request should queue), clear when no node can take it.
+    // maxconn (the request should queue), clear when no node can take it;
+    // c.sticky_wait says whether it waits for its sticky node only.
     int pick_http(ClientConn& c, bool* saturated) noexcept;
     // A connection to `node` for a request: an idle one from the pool
     // (reused = true) or a new one being connected. nullptr with *err set
@@ -140,9 +138,11 @@ private:
     void accept_from(Listener* l) noexcept;
     void maybe_idle() noexcept;
     PoolRuntime* pool_named(const std::string& name) noexcept;
+    // *sticky_wait is set when it failed because the sticky node (slot
+    // index `sticky`) is at its maxconn: other nodes may take others.
     int pick_in(PoolRuntime& p, std::string_view key, const int* exclude,
-                size_t nexclude, int sticky, bool* saturated,
-                bool acquire) noexcept;
+                size_t nexclude, int sticky, bool* saturated, bool acquire,
+                bool* sticky_wait) noexcept;
 
     struct ev_loop* loop_;
     std::shared_ptr<const Config> config_;

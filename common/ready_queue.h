@@ -41,8 +41,6 @@ public:
         q_.clear();
     }
 
-    bool empty() const noexcept { return q_.empty(); }
-
 private:
     std::vector<std::pair<ev_io*, Handler>> q_;
 };
