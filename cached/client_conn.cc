@@ -677,8 +677,11 @@ ClientConn::lookup() noexcept
             f->add_waiter(this);
             return;
         }
+        // Of several workers missing the key at once, one claims the
+        // fetch and the others wait for what it stores.
         int32_t pid = 0;
-        PassKind k = pass_lookup(w_->shared(), key_hash(primary_), &pid);
+        PassKind k = pass_claim(w_->shared(), key_hash(primary_),
+                                cfg.collapse_wait, w_->pid(), &pid);
         if (k == PassKind::kPass) {
             no_collapse_ = true;
         } else if ((k == PassKind::kFetching && pid != w_->pid()) ||

@@ -88,35 +88,82 @@ pass_lookup(CachedShared* s, uint64_t hash, int32_t* pid) noexcept
     return PassKind::kNone;
 }
 
-void
-pass_set(CachedShared* s, uint64_t hash, PassKind kind, double secs,
-         int32_t pid) noexcept
+namespace {
+
+// The slot for `hash`: the one holding it, else a free or expired one
+// within kProbe of its home, else null. Call with pass_lock held.
+PassSlot*
+pass_slot(CachedShared* s, uint64_t hash, int64_t now) noexcept
 {
-    int64_t now = now_ms();
     PassSlot* victim = nullptr;
     for (int i = 0; i < kProbe; ++i) {
         PassSlot& p = s->pass[(hash + i) % kPassSlots];
         uint64_t h = p.hash.load(std::memory_order_acquire);
-        if (h == hash) {
-            victim = &p;
-            break;
-        }
+        if (h == hash)
+            return &p;
         if (victim == nullptr &&
             (h == 0 || p.until_ms.load(std::memory_order_relaxed) <= now))
             victim = &p;
     }
-    if (victim == nullptr)
-        return;
-    victim->until_ms.store(now + static_cast<int64_t>(secs * 1000),
-                           std::memory_order_relaxed);
-    victim->kind.store(static_cast<int32_t>(kind), std::memory_order_relaxed);
-    victim->pid.store(pid, std::memory_order_relaxed);
-    victim->hash.store(hash, std::memory_order_release);
+    return victim;
+}
+
+void
+pass_fill(PassSlot* p, uint64_t hash, PassKind kind, int64_t until,
+          int32_t pid) noexcept
+{
+    p->until_ms.store(until, std::memory_order_relaxed);
+    p->kind.store(static_cast<int32_t>(kind), std::memory_order_relaxed);
+    p->pid.store(pid, std::memory_order_relaxed);
+    p->hash.store(hash, std::memory_order_release);
+}
+
+int64_t
+until_of(int64_t now, double secs) noexcept
+{
+    return now + static_cast<int64_t>(secs * 1000);
+}
+
+}  // namespace
+
+void
+pass_set(CachedShared* s, uint64_t hash, PassKind kind, double secs,
+         int32_t pid) noexcept
+{
+    // The table holds hints: a holder that died mid-update leaves at worst
+    // one wrong entry, which expires.
+    ShmLock lock(&s->pass_lock);
+    int64_t now = now_ms();
+    if (PassSlot* p = pass_slot(s, hash, now))
+        pass_fill(p, hash, kind, until_of(now, secs), pid);
+}
+
+PassKind
+pass_claim(CachedShared* s, uint64_t hash, double secs, int32_t pid,
+           int32_t* holder) noexcept
+{
+    ShmLock lock(&s->pass_lock);
+    int64_t now = now_ms();
+    PassSlot* p = pass_slot(s, hash, now);
+    if (p == nullptr)
+        return PassKind::kNone;
+    if (p->hash.load(std::memory_order_relaxed) == hash &&
+        p->until_ms.load(std::memory_order_relaxed) > now) {
+        auto kind = static_cast<PassKind>(
+            p->kind.load(std::memory_order_relaxed));
+        if (kind != PassKind::kNone) {
+            *holder = p->pid.load(std::memory_order_relaxed);
+            return kind;
+        }
+    }
+    pass_fill(p, hash, PassKind::kFetching, until_of(now, secs), pid);
+    return PassKind::kNone;
 }
 
 void
 pass_clear_fetch(CachedShared* s, uint64_t hash, int32_t pid) noexcept
 {
+    ShmLock lock(&s->pass_lock);
     for (int i = 0; i < kProbe; ++i) {
         PassSlot& p = s->pass[(hash + i) % kPassSlots];
         if (p.hash.load(std::memory_order_acquire) != hash)
@@ -219,6 +266,8 @@ CachedState::configure(std::shared_ptr<const Config> config,
             return false;
         shared_ = new (region_.data()) CachedShared();
         shared_->magic = kMagic;
+        if (!shared_->pass_lock.init(err))
+            return false;
         for (auto& u : shared_->tier_up)
             u.store(1);
         log_info("store: %zu bytes of memory plus %zu of overhead", c.memory,

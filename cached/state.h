@@ -64,6 +64,9 @@ struct CachedShared {
     std::atomic<uint64_t> tier_epoch;
     std::atomic<uint32_t> tier_up[kMaxTierNodes];
     WorkerCounters workers[kMaxWorkerSlots];
+    // Serialises changes to the pass table, so that of two workers missing
+    // the same key at once exactly one claims the fetch. Reads take no lock.
+    ShmMutex pass_lock;
     PassSlot pass[kPassSlots];
 };
 
@@ -77,6 +80,12 @@ int64_t now_ms() noexcept;
 PassKind pass_lookup(CachedShared* s, uint64_t hash, int32_t* pid) noexcept;
 void pass_set(CachedShared* s, uint64_t hash, PassKind kind, double secs,
               int32_t pid) noexcept;
+// Claims the fetch of `hash` for `pid` for `secs` unless the table already
+// says pass or that a fetch is in flight: returns kNone when the claim is
+// made (or the table is full), else what the table holds, with its process
+// in *holder. Atomic across workers, unlike lookup followed by set.
+PassKind pass_claim(CachedShared* s, uint64_t hash, double secs, int32_t pid,
+                    int32_t* holder) noexcept;
 // Clears a kFetching entry that `pid` owns (its fetch ended).
 void pass_clear_fetch(CachedShared* s, uint64_t hash, int32_t pid) noexcept;
 

@@ -44,6 +44,20 @@ for my $workers (1, 2) {
     ok(scalar(grep { ($_->{headers}{'cache-status'} // '') =~ /collapsed/ } @r) >= 1,
        "$workers worker(s): waiters say collapsed in Cache-Status");
 
+    # Misses that reach both workers in the same instant: only one of
+    # them may claim the fetch, round after round.
+    my @extra;
+    for my $round (1 .. 8) {
+        my $p = "/r$workers-$round?sleep=200&cc=max-age%3D60";
+        my (undef, @rr) = burst($port, $p, 12);
+        my $ok = grep { $_->{status} == 200 } @rr;
+        my $n = $o->requests(qr/^GET \/r$workers-$round\?/);
+        push @extra, "round $round: $n origin requests, $ok answered"
+            if $n != 1 || $ok != 12;
+    }
+    is_deeply(\@extra, [], "$workers worker(s): eight more bursts, "
+              . "one origin request each");
+
     # Uncacheable: the waiters are released when the answer shows it, and
     # then the key passes: five concurrent requests take one origin time.
     my $u = "/u$workers?sleep=1000";
