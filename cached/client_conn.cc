@@ -549,6 +549,7 @@ ClientConn::handle_request() noexcept
     origin_time_ = -1;
     no_collapse_ = false;
     wait_until_ = 0;
+    wait_since_ = 0;
     tier_asked_ = false;
     tier_names_.clear();
     tier_nonce_.clear();
@@ -679,16 +680,25 @@ ClientConn::lookup() noexcept
         }
         // Of several workers missing the key at once, one claims the
         // fetch and the others wait for what it stores.
-        int32_t pid = 0;
-        PassKind k = pass_claim(w_->shared(), key_hash(primary_),
-                                cfg.collapse_wait, w_->pid(), &pid);
-        if (k == PassKind::kPass) {
+        PassHeld held = pass_claim(w_->shared(), key_hash(primary_),
+                                   cfg.collapse_wait, w_->pid(), wait_since_);
+        if (held.kind == PassKind::kFailed) {
+            log_cache_ = "ERROR";
+            simple_response(
+                held.status,
+                held.status == 504 ? "origin timed out" : "the origin failed",
+                false);
+            return;
+        }
+        if (held.kind == PassKind::kPass) {
             no_collapse_ = true;
-        } else if ((k == PassKind::kFetching && pid != w_->pid()) ||
+        } else if ((held.kind == PassKind::kFetching &&
+                    held.pid != w_->pid()) ||
                    ls == LookupStatus::kFilling) {
             // Another worker is fetching it: poll the store briefly.
             if (wait_until_ == 0) {
                 wait_until_ = ev_now(w_->loop()) + cfg.collapse_wait;
+                wait_since_ = now_ms();
                 w_->counters().collapsed.fetch_add(1,
                                                    std::memory_order_relaxed);
             }

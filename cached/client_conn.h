@@ -184,7 +184,8 @@ private:
     bool keep_ = false;
     bool no_collapse_ = false;
     bool auth_ = false;
-    double wait_until_ = 0;
+    double wait_until_ = 0;   // kWaitOther: when to stop waiting (ev time)
+    int64_t wait_since_ = 0;  // kWaitOther: since when (now_ms()), else 0
     Fetch* fetch_ = nullptr;
     bool in_process_ = false;
     bool close_after_ = false;

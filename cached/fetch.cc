@@ -778,6 +778,18 @@ Fetch::fail(int status, const char* why, bool origin_fault) noexcept
     if (origin_fault)
         w_->counters().origin_errors.fetch_add(1, std::memory_order_relaxed);
     close_origin();
+    // Those waiting for this fetch have waited for the same failure: they
+    // get its answer now, rather than each trying the origin in turn.
+    if (marked_) {
+        pass_fail_fetch(w_->shared(), hash_, w_->pid(), status,
+                        w_->config().collapse_wait);
+        marked_ = false;
+    }
+    w_->uncollapse(this);
+    std::vector<ClientConn*> ws;
+    ws.swap(waiters_);
+    for (ClientConn* c : ws)
+        c->fetch_error(status, why);
     ClientConn* c = client_;
     client_ = nullptr;
     if (c != nullptr) {

@@ -138,32 +138,39 @@ pass_set(CachedShared* s, uint64_t hash, PassKind kind, double secs,
         pass_fill(p, hash, kind, until_of(now, secs), pid);
 }
 
-PassKind
+PassHeld
 pass_claim(CachedShared* s, uint64_t hash, double secs, int32_t pid,
-           int32_t* holder) noexcept
+           int64_t waiting_since) noexcept
 {
     ShmLock lock(&s->pass_lock);
     int64_t now = now_ms();
     PassSlot* p = pass_slot(s, hash, now);
     if (p == nullptr)
-        return PassKind::kNone;
+        return {};
     if (p->hash.load(std::memory_order_relaxed) == hash &&
         p->until_ms.load(std::memory_order_relaxed) > now) {
-        auto kind = static_cast<PassKind>(
+        PassHeld held;
+        held.kind = static_cast<PassKind>(
             p->kind.load(std::memory_order_relaxed));
-        if (kind != PassKind::kNone) {
-            *holder = p->pid.load(std::memory_order_relaxed);
-            return kind;
-        }
+        held.pid = p->pid.load(std::memory_order_relaxed);
+        held.status = p->status.load(std::memory_order_relaxed);
+        // A failure answers those that waited for it; a request that
+        // came after it tries the origin again.
+        if (held.kind == PassKind::kPass || held.kind == PassKind::kFetching ||
+            (held.kind == PassKind::kFailed && waiting_since != 0 &&
+             waiting_since <= p->since_ms.load(std::memory_order_relaxed)))
+            return held;
     }
     pass_fill(p, hash, PassKind::kFetching, until_of(now, secs), pid);
-    return PassKind::kNone;
+    return {};
 }
 
-void
-pass_clear_fetch(CachedShared* s, uint64_t hash, int32_t pid) noexcept
+namespace {
+
+// pass_lock held: the kFetching slot of `hash` that `pid` owns, or null.
+PassSlot*
+own_fetch(CachedShared* s, uint64_t hash, int32_t pid) noexcept
 {
-    ShmLock lock(&s->pass_lock);
     for (int i = 0; i < kProbe; ++i) {
         PassSlot& p = s->pass[(hash + i) % kPassSlots];
         if (p.hash.load(std::memory_order_acquire) != hash)
@@ -171,8 +178,34 @@ pass_clear_fetch(CachedShared* s, uint64_t hash, int32_t pid) noexcept
         if (p.kind.load(std::memory_order_relaxed) ==
                 static_cast<int32_t>(PassKind::kFetching) &&
             p.pid.load(std::memory_order_relaxed) == pid)
-            p.until_ms.store(0, std::memory_order_relaxed);
-        return;
+            return &p;
+        return nullptr;
+    }
+    return nullptr;
+}
+
+}  // namespace
+
+void
+pass_clear_fetch(CachedShared* s, uint64_t hash, int32_t pid) noexcept
+{
+    ShmLock lock(&s->pass_lock);
+    if (PassSlot* p = own_fetch(s, hash, pid))
+        p->until_ms.store(0, std::memory_order_relaxed);
+}
+
+void
+pass_fail_fetch(CachedShared* s, uint64_t hash, int32_t pid, int status,
+                double secs) noexcept
+{
+    ShmLock lock(&s->pass_lock);
+    if (PassSlot* p = own_fetch(s, hash, pid)) {
+        int64_t now = now_ms();
+        p->since_ms.store(now, std::memory_order_relaxed);
+        p->status.store(status, std::memory_order_relaxed);
+        p->kind.store(static_cast<int32_t>(PassKind::kFailed),
+                      std::memory_order_relaxed);
+        p->until_ms.store(until_of(now, secs), std::memory_order_relaxed);
     }
 }
 

@@ -42,14 +42,23 @@ struct alignas(64) WorkerCounters {
         purges, client_errors, tier_hits;
 };
 
-// The collapsed-forwarding table: per key hash, "a fetch is in flight in
-// process pid until until_ms" or "pass until until_ms".
-enum class PassKind : int32_t { kNone = 0, kFetching = 1, kPass = 2 };
+// The collapsed-forwarding table: per key hash, until until_ms, "a fetch
+// is in flight in process pid", "pass" (the response was not storable), or
+// "the fetch failed at since_ms with status": requests that were already
+// waiting for it then answer that status instead of fetching one by one.
+enum class PassKind : int32_t {
+    kNone = 0,
+    kFetching = 1,
+    kPass = 2,
+    kFailed = 3
+};
 struct PassSlot {
     std::atomic<uint64_t> hash;
     std::atomic<int64_t> until_ms;
+    std::atomic<int64_t> since_ms;
     std::atomic<int32_t> kind;
     std::atomic<int32_t> pid;
+    std::atomic<int32_t> status;
 };
 
 struct CachedShared {
@@ -80,14 +89,25 @@ int64_t now_ms() noexcept;
 PassKind pass_lookup(CachedShared* s, uint64_t hash, int32_t* pid) noexcept;
 void pass_set(CachedShared* s, uint64_t hash, PassKind kind, double secs,
               int32_t pid) noexcept;
-// Claims the fetch of `hash` for `pid` for `secs` unless the table already
-// says pass or that a fetch is in flight: returns kNone when the claim is
-// made (or the table is full), else what the table holds, with its process
-// in *holder. Atomic across workers, unlike lookup followed by set.
-PassKind pass_claim(CachedShared* s, uint64_t hash, double secs, int32_t pid,
-                    int32_t* holder) noexcept;
+// What pass_claim() found instead of making the claim.
+struct PassHeld {
+    PassKind kind = PassKind::kNone;
+    int32_t pid = 0;     // kFetching: the process fetching
+    int32_t status = 0;  // kFailed: the status the fetch failed with
+};
+// Claims the fetch of `hash` for `pid` for `secs`, atomically across
+// workers, unless the table says pass, or that a fetch is in flight, or
+// (for a request waiting since `waiting_since` ms, 0 if not waiting) that
+// the fetch it waited for failed. Returns kind kNone when the claim is made
+// (or the table is full).
+PassHeld pass_claim(CachedShared* s, uint64_t hash, double secs, int32_t pid,
+                    int64_t waiting_since) noexcept;
 // Clears a kFetching entry that `pid` owns (its fetch ended).
 void pass_clear_fetch(CachedShared* s, uint64_t hash, int32_t pid) noexcept;
+// Turns a kFetching entry that `pid` owns into kFailed with `status`, for
+// `secs` (its fetch failed and nothing was stored).
+void pass_fail_fetch(CachedShared* s, uint64_t hash, int32_t pid, int status,
+                     double secs) noexcept;
 
 // The TLS contexts of one listener: the default certificate and those
 // chosen by SNI.

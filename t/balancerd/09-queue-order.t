@@ -68,7 +68,8 @@ for my $round (1 .. 3) {
     http_read($hold, timeout => 5);
     is("@status", join(' ', (200) x 8), "round $round: all served");
     # The node served them one at a time (maxconn 1); its access log has
-    # them in the order it finished them.
+    # them in the order it finished them (Apache logs after answering).
+    $php->wait_requests_count(8, 5, qr/[?&]r=$round&n=/);
     my @order = map { /[?&]r=$round&n=(\d+)/ ? $1 : () }
                 $php->access_log_lines;
     is("@order", '1 2 3 4 5 6 7 8',

@@ -76,4 +76,26 @@ for my $workers (1, 2) {
     is($d->stop, 0, "$workers worker(s): clean stop");
 }
 
+# A fetch that fails: those waiting for it, in its worker and in the
+# other, get its answer at once instead of trying the origin one by one
+# (each would wait origin_timeout in turn). A request that comes after
+# the failure tries the origin again.
+{
+    my ($tt, $d, $port) = start_cached(origin => $o->address,
+        workers => 2, test => SJ::Test->new,
+        extra => 'origin_timeout = 0.6; collapse_wait = 10.0;');
+    my $path = '/f?sleep=3000&cc=max-age%3D60';
+    my ($el, @r) = burst($port, $path, 10);
+    is(join(' ', map { $_->{status} } @r), join(' ', (504) x 10),
+       'failed fetch: all ten waiters answered 504');
+    ok($el < 2.5, sprintf('failed fetch: at once, not in turn (%.2fs)', $el));
+    is(scalar($o->requests(qr/^GET \/f\?/)), 1,
+       'failed fetch: one origin request for ten clients');
+    my $r = http_get(host => '127.0.0.1', port => $port,
+                     path => '/f?sleep=0&cc=max-age%3D60',
+                     headers => { Host => 'test.example' });
+    is($r->{status}, 200, 'after the failure a new request is fetched');
+    is($d->stop, 0, 'failed fetch: clean stop');
+}
+
 done_testing;
