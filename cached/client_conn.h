@@ -76,8 +76,13 @@ public:
     // The response head (complete, with its framing) is ready.
     void stream_head(const std::string& head, bool has_body,
                      bool close) noexcept;
-    // Body bytes, already framed for the client (chunked or not).
+    // Body bytes, already framed for the client (chunked or not); queued
+    // until stream_flush().
     void stream_body(const char* data, size_t len) noexcept;
+    // Sends what stream_body() queued, as far as the socket takes it (the
+    // rest goes when it is writable). May close the connection, which
+    // detaches it from the fetch.
+    void stream_flush() noexcept { flush(); }
     // The response ended: cleanly, or cut short (the connection closes).
     void stream_end(bool ok) noexcept;
     // Serve a stored object instead (304 revalidation, stale-if-error).

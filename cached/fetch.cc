@@ -420,7 +420,13 @@ Fetch::origin_readable() noexcept
         if (used == 0)
             break;
     }
-    if (client_ != nullptr && client_->pending() > kClientHighWater) {
+    if (client_ == nullptr)
+        return;
+    // What this read brought goes to the client now, not at the end of
+    // the response; a client that does not keep up pauses the origin.
+    client_->stream_flush();
+    if (client_ != nullptr && oc_ != nullptr &&
+        client_->pending() > kClientHighWater) {
         paused_ = true;
         oc_->want_read(false);
     }

@@ -5,7 +5,9 @@
 # client is not read while the origin has not taken what came before); a
 # chunked POST arrives intact and a pipelined request after it is
 # answered; max_body still limits a chunked body (413) and a client
-# closing inside its body aborts the origin request.
+# closing inside its body aborts the origin request. Response bodies
+# stream too: a slow origin's body reaches the client as it arrives, for
+# a storable and an uncacheable response, however large.
 use strict;
 use warnings;
 use lib (($ENV{SJ_SRCDIR} // '.') . '/t/lib');
@@ -172,6 +174,31 @@ sub send_body {
        'a truncated body never completes a request at the origin');
     my $r = get($port, '/still-up');
     is($r->{status}, 200, 'cached still serves');
+}
+
+# ---- A slow origin's response: each piece goes on as it arrives. The
+# origin sends the body in ten pieces 150 ms apart.
+for my $case (['storable', 200000, '&cc=max-age%3D60'],
+              ['uncacheable', 200000, ''],
+              ['uncacheable, over the pause mark', 600000, '']) {
+    my ($name, $size, $extra) = @$case;
+    my $t0 = time;
+    my $s = http_send(host => '127.0.0.1', port => $port,
+                      path => "/slow-$size?size=$size&trickle=150$extra",
+                      headers => { Host => 'test.example' });
+    my ($buf, $first, $he) = ('', undef, -1);
+    while (time - $t0 < 10) {
+        my $n = sysread $s, $buf, 65536, length $buf;
+        last unless $n;
+        $he = index $buf, "\r\n\r\n" if $he < 0;
+        $first //= time - $t0 if $he >= 0 && length($buf) > $he + 4;
+    }
+    my $all = time - $t0;
+    is($he >= 0 ? length($buf) - $he - 4 : -1, $size,
+       "$name: the whole body (in ${\ sprintf '%.2f', $all} s)");
+    ok(defined $first && $first < 0.9,
+       sprintf("$name: its first bytes as they came (at %.2f s)",
+               $first // -1));
 }
 
 done_testing();

@@ -12,6 +12,8 @@
 #   size=N         body of N bytes (default: a short text)
 #   chunked=1      Transfer-Encoding: chunked
 #   truncate=N     announce the body but close after N bytes
+#   trickle=MS     send the body in ten pieces, MS ms apart (with
+#                  truncate: close once N bytes have gone)
 #   etag=V         ETag "V"; If-None-Match "V" gets 304
 #   close=1        Connection: close, no Content-Length (read until close)
 #   garbage=1      a malformed response (two Content-Length fields)
@@ -152,6 +154,21 @@ sub serve {
         }
         my $out = join("\r\n", "HTTP/1.1 $status $reason", @hdr,
                        'Content-Length: ' . length($body), '', '');
+        if ($q{trickle}) {
+            syswrite $c, $out;
+            my $piece = int((length($body) + 9) / 10);
+            my $limit = $q{truncate} // length $body;
+            for (my $off = 0; $off < $limit; $off += $piece) {
+                sleep($q{trickle} / 1000);
+                my $n = $off + $piece > $limit ? $limit - $off : $piece;
+                syswrite $c, substr($body, $off, $n) or return;
+            }
+            if (defined $q{truncate}) {
+                sleep 0.2;
+                return;
+            }
+            next;
+        }
         if (defined $q{truncate}) {
             syswrite $c, $out . substr($body, 0, $q{truncate});
             sleep 0.2;
