@@ -185,6 +185,10 @@ ClientConn::on_poll_cb(struct ev_loop*, ev_timer* w, int) noexcept
         c->flush();
         return;
     }
+    if (c->following_) {
+        c->flush();
+        return;
+    }
     if (c->state_ != State::kWaitOther)
         return;
     if (ev_now(c->w_->loop()) >= c->wait_until_) {
@@ -379,13 +383,21 @@ ClientConn::flush() noexcept
     }
     if (state_ == State::kSendHit) {
         while (head_off_ < head_.size() || body_off_ < body_end_) {
+            // A followed fill: send what has arrived, then wait for more.
+            uint64_t end = following_
+                               ? std::min(body_end_, send_ref_->available())
+                               : body_end_;
+            if (following_ && head_off_ == head_.size() && body_off_ >= end) {
+                follow_starved();
+                return;
+            }
             struct iovec iov[32];
             int k = 0;
             if (head_off_ < head_.size())
                 iov[k++] = {head_.data() + head_off_, head_.size() - head_off_};
-            if (body_off_ < body_end_)
+            if (body_off_ < end)
                 k += static_cast<int>(send_ref_->body_iov(
-                    body_off_, body_end_ - body_off_, iov + k, 32 - k));
+                    body_off_, end - body_off_, iov + k, 32 - k));
             ssize_t n = do_writev(iov, k);
             if (n == -EAGAIN) {
                 if (!ev_is_active(&wio_)) {
@@ -409,6 +421,7 @@ ClientConn::flush() noexcept
         ref_.reset();
         hot_ref_.reset();
         send_ref_ = nullptr;
+        following_ = false;
         ev_io_stop(loop, &wio_);
         finish_request();
         return;
@@ -438,6 +451,32 @@ ClientConn::flush() noexcept
 }
 
 void
+ClientConn::follow_starved() noexcept
+{
+    struct ev_loop* loop = w_->loop();
+    ev_io_stop(loop, &wio_);
+    ev_timer_stop(loop, &timer_);
+    if (send_ref_->fill_state() != FillState::kDiscarded) {
+        // The fill's own origin timeout bounds this wait; a writer that
+        // dies has its fill discarded by the parent.
+        ev_timer_set(&poll_, kPollInterval, 0.);
+        ev_timer_start(loop, &poll_);
+        return;
+    }
+    // The response was announced whole and cannot be: closing is the only
+    // way to tell the client.
+    log_info("client %s: %s: the fill it followed failed; closing",
+             peer_.c_str(), primary_.c_str());
+    ref_.reset();
+    send_ref_ = nullptr;
+    following_ = false;
+    keep_ = false;
+    close_after_ = true;
+    log_cache_ = "TRUNCATED";
+    finish_request();
+}
+
+void
 ClientConn::close() noexcept
 {
     if (closed_)
@@ -453,6 +492,7 @@ ClientConn::close() noexcept
     ref_.reset();
     hot_ref_.reset();
     send_ref_ = nullptr;
+    following_ = false;
     w_->close_client(this);
 }
 
@@ -618,6 +658,7 @@ ClientConn::lookup() noexcept
         }
     }
     ObjectRef ref = st.lookup(primary_, &ls);
+    const std::string* looked_up = &primary_;
     if (ref && (ref.meta().flags & kStoredVaryIndex)) {
         tier_names_.assign(ref.meta().vary_names);
         tier_nonce_.assign(tier_nonce(ref.meta().headers));
@@ -626,6 +667,7 @@ ClientConn::lookup() noexcept
         key_.clear();
         variant_key(primary_, scratch_, &key_);
         ref = st.lookup(key_, &ls);
+        looked_up = &key_;
     }
     if (ref && auth_ && !(ref.meta().flags & kStoredAuthOk))
         ref.reset();  // RFC 9111 §3.5: the stored response did not allow it
@@ -668,6 +710,9 @@ ClientConn::lookup() noexcept
         simple_response(504, "not in the cache (only-if-cached)", false);
         return;
     }
+    if (ls == LookupStatus::kFilling && !auth_ && !no_collapse_ &&
+        follow(*looked_up, now))
+        return;
     if (!auth_ && !no_collapse_) {
         if (Fetch* f = w_->fetch_for(primary_)) {
             if (!waited)
@@ -1074,8 +1119,10 @@ ClientConn::serve(ObjectRef ref, Served how, int origin_status) noexcept
     build_hit(ref, how, origin_status, wall_now());
     ref_ = std::move(ref);
     send_ref_ = &ref_;
-    if (body_end_ == 0)
+    if (body_end_ == 0) {
         ref_.reset();
+        following_ = false;
+    }
     state_ = State::kSendHit;
     flush();
 }
@@ -1094,6 +1141,28 @@ ClientConn::serve_hot(std::shared_ptr<ObjectRef> ref, Served how) noexcept
     }
     state_ = State::kSendHit;
     flush();
+}
+
+bool
+ClientConn::follow(const std::string& key, int64_t now) noexcept
+{
+    // Only a plain request for the whole object: ranges and conditionals
+    // are answered from the stored object, once it is complete.
+    const HttpMessage& m = req_.message();
+    for (const char* f : {"range", "if-none-match", "if-modified-since",
+                          "if-match", "if-unmodified-since"})
+        if (m.header(f))
+            return false;
+    ObjectRef ref = w_->store().follow(key);
+    if (!ref || reuse_decision(stored_freshness(ref.meta(), now), req_cc_, 0) !=
+                    Reuse::kFresh)
+        return false;
+    ev_timer_stop(w_->loop(), &poll_);
+    if (state_ != State::kWaitFetch && state_ != State::kWaitOther)
+        w_->counters().collapsed.fetch_add(1, std::memory_order_relaxed);
+    following_ = true;
+    serve(std::move(ref), Served::kCollapsed, 0);
+    return true;
 }
 
 void

@@ -131,6 +131,11 @@ private:
     void serve(ObjectRef ref, Served how, int origin_status) noexcept;
     // A hit from the worker's hot-object table.
     void serve_hot(std::shared_ptr<ObjectRef> ref, Served how) noexcept;
+    // Serves the object being filled under `key` as it arrives; false if
+    // this request or that fill does not allow it.
+    bool follow(const std::string& key, int64_t now) noexcept;
+    // A followed fill has no more bytes yet: wait, or end if it failed.
+    void follow_starved() noexcept;
     void simple_response(int status, std::string_view text,
                          bool close) noexcept;
     void refuse(int status, const char* why) noexcept;
@@ -199,6 +204,7 @@ private:
     ObjectRef ref_;
     std::shared_ptr<ObjectRef> hot_ref_;   // or a hot object's shared pin
     const ObjectRef* send_ref_ = nullptr;  // whichever of the two is sent
+    bool following_ = false;  // ref_ is a fill still arriving (follow())
     std::string head_;
     size_t head_off_ = 0;
     uint64_t body_off_ = 0;

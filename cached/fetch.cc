@@ -645,6 +645,10 @@ Fetch::on_head() noexcept
         collapsible_ = false;
         w_->uncollapse(this);
         release_waiters(pass);
+    } else {
+        // Those who can follow the fill get its body as it arrives; the
+        // others come back to wait for the whole object.
+        release_waiters(false);
     }
     if (client_ == nullptr) {
         if (!stored) {

@@ -283,10 +283,7 @@ Store::Impl::release_slot(uint32_t k) noexcept
             if (e.state.load(std::memory_order_relaxed) ==
                     EntryState::kFilling &&
                 e.owner == static_cast<int32_t>(k)) {
-                chain_unlink(i);
-                lock_alloc();
-                free_entry(i);
-                alloc_lock.unlock();
+                drop_fill(i);
                 aborts.fetch_add(1, std::memory_order_relaxed);
             }
             stripes[s].unlock();
@@ -360,23 +357,55 @@ Store::lookup(std::string_view key, LookupStatus* status) noexcept
         st = LookupStatus::kPinsExhausted;
     } else if (found != kNone) {
         Entry& e = im->entry(found - 1);
-        uint32_t pin = free_pins_[--nfree_pins_];
-        im->procs()[slot_].pins[pin] = found;
-        ++e.refcount;
         if (e.visited.load(std::memory_order_relaxed) == 0)
             e.visited.store(1, std::memory_order_relaxed);
-        Head* h = im->head(e);
-        ref.store_ = this;
-        ref.entry_ = found - 1;
-        ref.pin_ = pin;
-        ref.head_ = h;
-        ref.body_size_ = h->body_size;
-        read_record(h, &ref.meta_);
+        pin(found - 1, im->head(e)->body_size, &ref);
         st = LookupStatus::kHit;
     }
     im->stripes[s].unlock();
     if (status != nullptr)
         *status = st;
+    return ref;
+}
+
+void
+Store::pin(uint32_t idx, uint64_t body_size, ObjectRef* ref) noexcept
+{
+    Impl* im = impl();
+    Entry& e = im->entry(idx);
+    uint32_t p = free_pins_[--nfree_pins_];
+    im->procs()[slot_].pins[p] = idx + 1;
+    ++e.refcount;
+    Head* h = im->head(e);
+    ref->store_ = this;
+    ref->entry_ = idx;
+    ref->pin_ = p;
+    ref->head_ = h;
+    ref->body_size_ = body_size;
+    read_record(h, &ref->meta_);
+}
+
+ObjectRef
+Store::follow(std::string_view key) noexcept
+{
+    CHECK(slot_ >= 0);
+    ObjectRef ref;
+    Impl* im = impl();
+    uint64_t hash = store_hash(key);
+    uint32_t s = im->stripe_index(hash);
+    im->lock_stripe(s);
+    for (uint32_t i = im->buckets()[im->bucket_of(hash)]; i != kNone;
+         i = im->entry(i - 1).next) {
+        Entry& e = im->entry(i - 1);
+        if (e.state.load(std::memory_order_relaxed) != EntryState::kFilling ||
+            !key_matches(im, e, hash, key))
+            continue;
+        uint64_t expected = im->head(e)->expected;
+        if (expected != 0 && nfree_pins_ != 0)
+            pin(i - 1, expected, &ref);
+        break;
+    }
+    im->stripes[s].unlock();
     return ref;
 }
 
@@ -505,6 +534,28 @@ ObjectRef::copy_body(uint64_t offset, char* out, size_t len) const noexcept
     return done;
 }
 
+uint64_t
+ObjectRef::available() const noexcept
+{
+    const Head* h = static_cast<const Head*>(head_);
+    if (fill_state() == FillState::kComplete)
+        return body_size_;
+    return std::min(h->filled.load(std::memory_order_acquire), body_size_);
+}
+
+FillState
+ObjectRef::fill_state() const noexcept
+{
+    const Head* h = static_cast<const Head*>(head_);
+    auto st = static_cast<FillState>(
+        h->fill_end.load(std::memory_order_acquire));
+    // A fill that ended short of what it announced is no use to a reader
+    // that announced that length in turn.
+    if (st == FillState::kComplete && h->body_size != body_size_)
+        return FillState::kDiscarded;
+    return st;
+}
+
 // ---------------------------------------------------------------- eviction
 
 bool
@@ -580,6 +631,10 @@ Store::begin_insert(std::string_view key, const ObjectMeta& meta,
             h->magic = kHeadMagic;
             h->used = static_cast<uint32_t>(need);
             h->body_size = 0;
+            h->expected = expected_size;
+            h->filled.store(0, std::memory_order_relaxed);
+            h->fill_end.store(static_cast<uint32_t>(FillState::kFilling),
+                              std::memory_order_relaxed);
             h->nextents = 0;
             if (block_bytes(got) > need) {
                 h->extents[0] = Extent{unit - 1, 0, 1, 0};
@@ -704,6 +759,9 @@ StoreWriter::append(const void* data, size_t len) noexcept
         len -= n;
         size_ += n;
     }
+    // After the bytes and the extents that hold them: followers read up
+    // to what this says.
+    im->head(im->entry(entry_))->filled.store(size_, std::memory_order_release);
     return true;
 }
 
@@ -723,6 +781,8 @@ StoreWriter::commit() noexcept
     if (ok) {
         Head* h = im->head(e);
         h->body_size = size_;
+        h->fill_end.store(static_cast<uint32_t>(FillState::kComplete),
+                          std::memory_order_release);
         std::string_view key = head_key(h);
         // Replace the live object with the same key, if any. Unlinking it
         // before publishing ours keeps one live object per key even if we
@@ -747,10 +807,7 @@ StoreWriter::commit() noexcept
         im->queue_push(entry_);
         im->inserts.fetch_add(1, std::memory_order_relaxed);
     } else if (mine) {
-        im->chain_unlink(entry_);
-        im->lock_alloc();
-        im->free_entry(entry_);
-        im->alloc_lock.unlock();
+        im->drop_fill(entry_);
         im->aborts.fetch_add(1, std::memory_order_relaxed);
     }
     im->stripes[s].unlock();
@@ -769,12 +826,8 @@ StoreWriter::abort() noexcept
     uint32_t s = im->stripe_index(e.hash);
     im->lock_stripe(s);
     if (e.gen == gen_ && e.owner == store_->slot_ &&
-        e.state.load(std::memory_order_relaxed) == EntryState::kFilling) {
-        im->chain_unlink(entry_);
-        im->lock_alloc();
-        im->free_entry(entry_);
-        im->alloc_lock.unlock();
-    }
+        e.state.load(std::memory_order_relaxed) == EntryState::kFilling)
+        im->drop_fill(entry_);
     im->stripes[s].unlock();
     im->aborts.fetch_add(1, std::memory_order_relaxed);
     store_ = nullptr;

@@ -29,7 +29,8 @@
 // Entry states (Entry::state):
 //   free     on the entry free list; owns nothing
 //   filling  in its hash chain, not in the SIEVE queue, owned by the writer's
-//            process slot; never returned by lookup()
+//            process slot; never returned by lookup(), but may be pinned by
+//            follow(); a discarded fill that is pinned becomes dead
 //   live     in its hash chain and in the SIEVE queue; servable
 //   dead     unlinked from both (replaced, purged, banned) but pinned by a
 //            reader; freed by the last unpin
@@ -129,6 +130,13 @@ struct StoreStats {
 
 class Store;
 
+// How the fill behind an ObjectRef from Store::follow() stands.
+enum class FillState : uint32_t {
+    kFilling = 0,
+    kComplete = 1,   // committed: all body_size() bytes are there
+    kDiscarded = 2,  // aborted or purged: no more bytes will come
+};
+
 // A pinned live object. While it is held the object's bytes stay valid and
 // unchanged, even if the object is replaced, purged or chosen for eviction.
 // Move-only; destruction unpins. Must be released in the process that
@@ -158,6 +166,12 @@ public:
                     size_t max) const noexcept;
     // Copies the body (tests, the memcached tier); returns bytes copied.
     size_t copy_body(uint64_t offset, char* out, size_t len) const noexcept;
+
+    // For a ref from Store::follow(), whose body is still arriving: the
+    // bytes readable now (a prefix of body_size()), and how the fill
+    // stands. For any other ref: body_size() and kComplete.
+    uint64_t available() const noexcept;
+    FillState fill_state() const noexcept;
 
 private:
     friend class Store;
@@ -257,6 +271,14 @@ public:
     ObjectRef lookup(std::string_view key,
                      LookupStatus* status = nullptr) noexcept;
 
+    // The object being filled under `key`, pinned, for a reader that
+    // sends its body as it arrives (collapsed forwarding): body_size() is
+    // the Content-Length the fill expects, available() what is there so
+    // far. An empty ref when there is no such fill, its length is not
+    // known, or this process is out of pins. If the fill is discarded
+    // the pinned bytes stay valid and fill_state() says so.
+    ObjectRef follow(std::string_view key) noexcept;
+
     // Starts storing an object under `key` (a fill). expected_size is the
     // body length if known (Content-Length), else 0. Returns an empty writer
     // when the object cannot be stored: key or metadata too large,
@@ -321,6 +343,10 @@ public:
 private:
     friend class ObjectRef;
     friend class StoreWriter;
+
+    // Under the stripe lock of entry idx, with a free pin: pins it for
+    // *ref, whose body is body_size bytes.
+    void pin(uint32_t idx, uint64_t body_size, ObjectRef* ref) noexcept;
 
     ShmRegion shm_;
     int slot_ = -1;                  // this process's slot

@@ -217,6 +217,25 @@ Store::Impl::chain_unlink(uint32_t idx) noexcept
 }
 
 void
+Store::Impl::drop_fill(uint32_t idx) noexcept
+{
+    Entry& e = entry(idx);
+    chain_unlink(idx);
+    head(e)->fill_end.store(static_cast<uint32_t>(FillState::kDiscarded),
+                            std::memory_order_release);
+    if (e.refcount == 0) {
+        lock_alloc();
+        free_entry(idx);
+        alloc_lock.unlock();
+    } else {
+        e.owner = -1;
+        e.state.store(EntryState::kDead, std::memory_order_release);
+        nfilling.fetch_sub(1, std::memory_order_relaxed);
+        ndead.fetch_add(1, std::memory_order_relaxed);
+    }
+}
+
+void
 Store::Impl::queue_push(uint32_t idx) noexcept
 {
     Entry& e = entry(idx);

@@ -74,6 +74,13 @@ struct Head {
     uint32_t used;  // bytes of the block taken by the record, 8-aligned
     uint32_t nextents;
     uint64_t body_size;  // set at commit
+    // For readers that follow a fill (Store::follow): the Content-Length
+    // the fill expects (0: unknown), the body bytes appended so far, and
+    // how the fill ended. Written by the filling process only.
+    uint64_t expected;
+    std::atomic<uint64_t> filled;
+    std::atomic<uint32_t> fill_end;  // a FillState
+    uint32_t pad2;
     Extent extents[Store::kMaxExtents];
     uint16_t status;
     uint16_t pad;
@@ -209,6 +216,9 @@ struct Store::Impl {
 
     // Under the entry's stripe: unlinks entry idx from its hash chain.
     void chain_unlink(uint32_t idx) noexcept;
+    // Under the entry's stripe: discards a filling entry. Unlinked, and
+    // freed, or dead until its followers unpin it.
+    void drop_fill(uint32_t idx) noexcept;
     // Under evict: the SIEVE queue.
     void queue_push(uint32_t idx) noexcept;
     void queue_remove(uint32_t idx) noexcept;

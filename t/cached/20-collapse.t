@@ -76,6 +76,102 @@ for my $workers (1, 2) {
     is($d->stop, 0, "$workers worker(s): clean stop");
 }
 
+# Requests served so far, by worker pid (show stats).
+sub worker_requests {
+    my ($d) = @_;
+    my (undef, $body) = $d->ctl('show stats');
+    return { map { /^worker \d+ (\d+) (\d+)/ ? ($1, $2) : () }
+             split /\n/, $body };
+}
+
+# Reads the responses on @socks side by side until each is complete or
+# closed; returns for each [seconds to its first body byte, status, body
+# bytes, closed before the end].
+sub timed_reads {
+    my ($t0, @socks) = @_;
+    my @st = map { { buf => '', first => undef, done => 0 } } @socks;
+    my $deadline = time + 15;
+    while (time < $deadline && grep { !$_->{done} } @st) {
+        my $rin = '';
+        vec($rin, fileno $socks[$_], 1) = 1
+            for grep { !$st[$_]{done} } 0 .. $#socks;
+        select(my $rout = $rin, undef, undef, 0.5) > 0 or next;
+        for my $i (grep { !$st[$_]{done} } 0 .. $#socks) {
+            next unless vec($rout, fileno $socks[$i], 1);
+            my $s = $st[$i];
+            my $n = sysread $socks[$i], $s->{buf}, 65536, length $s->{buf};
+            my $he = index $s->{buf}, "\r\n\r\n";
+            $s->{first} //= time - $t0
+                if $he >= 0 && length($s->{buf}) > $he + 4;
+            if (!$n) {
+                $s->{done} = 1;
+                $s->{eof} = 1;
+            } elsif ($he >= 0 && $s->{buf} =~ /\r\ncontent-length: (\d+)/i
+                     && length($s->{buf}) >= $he + 4 + $1) {
+                $s->{done} = 1;
+            }
+        }
+    }
+    return map {
+        my $he = index $_->{buf}, "\r\n\r\n";
+        my ($status) = $_->{buf} =~ m{^HTTP/1\.\d (\d+)};
+        my ($cl) = $_->{buf} =~ /\r\ncontent-length: (\d+)/i;
+        [$_->{first}, $status // 0,
+         $he < 0 ? 0 : length($_->{buf}) - $he - 4,
+         ($_->{eof} && (!defined $cl || length($_->{buf}) - $he - 4 < $cl))
+             ? 1 : 0]
+    } @st;
+}
+
+# Following a fill: those waiting for an object get its body as it
+# arrives, in the fetching worker and in the other one, not when it is
+# complete. The origin sends 200,000 bytes in ten pieces over 1.5 s.
+for my $workers (1, 2) {
+    my ($tt, $d, $port) = start_cached(origin => $o->address,
+        workers => $workers, test => SJ::Test->new,
+        extra => 'collapse_wait = 10.0;');
+    # Spaced a little, so that with two workers both take some.
+    my $path = "/t$workers?size=200000&trickle=150&cc=max-age%3D60";
+    my $before = worker_requests($d);
+    my $t0 = time;
+    my @socks;
+    for (1 .. 6) {
+        push @socks, http_send(host => '127.0.0.1', port => $port,
+            path => $path, headers => { Host => 'test.example' })
+            or die "send: $@";
+        sleep 0.05;
+    }
+    my @r = timed_reads($t0, @socks);
+    is(join(' ', map { "$_->[1]/$_->[2]/$_->[3]" } @r),
+       join(' ', ('200/200000/0') x 6),
+       "$workers worker(s), followed fill: six whole bodies");
+    my @late = grep { !defined $_->[0] || $_->[0] > 1.0 } @r;
+    is(scalar @late, 0, "$workers worker(s), followed fill: every client "
+       . 'had body bytes before the origin was done (first byte at '
+       . join(' ', map { sprintf '%.2f', $_->[0] // -1 } @r) . ' s)');
+    is(scalar($o->requests(qr/^GET \/t$workers\?/)), 1,
+       "$workers worker(s), followed fill: one origin request");
+    my $after = worker_requests($d);
+    my $busy = grep { $after->{$_} > ($before->{$_} // 0) } keys %$after;
+    diag("$workers worker(s): $busy worker(s) served the followed fill");
+
+    # The origin closes half-way: the clients that followed the fill are
+    # cut off too (their Content-Length cannot be met), never hang.
+    $path = "/x$workers?size=200000&trickle=100&truncate=100000"
+          . '&cc=max-age%3D60';
+    $t0 = time;
+    @socks = map {
+        http_send(host => '127.0.0.1', port => $port, path => $path,
+                  headers => { Host => 'test.example' }) or die "send: $@"
+    } 1 .. 4;
+    @r = timed_reads($t0, @socks);
+    is(join(' ', map { "$_->[1]/$_->[3]" } @r), join(' ', ('200/1') x 4),
+       "$workers worker(s), failed fill: all four cut short, closed");
+    ok(time - $t0 < 5, "$workers worker(s), failed fill: at once");
+    my $st = stats($d);
+    is($d->stop, 0, "$workers worker(s), followed fill: clean stop");
+}
+
 # A fetch that fails: those waiting for it, in its worker and in the
 # other, get its answer at once instead of trying the origin one by one
 # (each would wait origin_timeout in turn). A request that comes after

@@ -254,6 +254,83 @@ test_fill()
     verify(s, "fill");
 }
 
+// The fill's bytes so far, read through a follower's ref.
+std::string
+read_available(const ObjectRef& r)
+{
+    std::string out(r.available(), '\0');
+    out.resize(r.copy_body(0, out.data(), out.size()));
+    return out;
+}
+
+void
+test_follow()
+{
+    std::string err;
+    Store s = Store::create(4 << 20, 1 << 20, &err);
+    uint64_t base = s.stats().bytes_used;
+    ObjectMeta m;
+    m.status = 200;
+    m.headers = "Content-Type: text/plain\r\n";
+    std::string body = make_body("f", 1, 200000);
+
+    tap::ok(!s.follow("f"), "follow: nothing to follow");
+    StoreWriter w = s.begin_insert("f", m, body.size());
+    ObjectRef r = s.follow("f");
+    tap::ok(r && r.body_size() == body.size() && r.available() == 0 &&
+                r.fill_state() == sj::FillState::kFilling,
+            "follow: a fill with a known length, nothing there yet");
+    tap::is(std::string(r.meta().headers), std::string(m.headers),
+            "follow: the fill's record");
+    bool ok = true;
+    for (size_t off = 0; off < body.size(); off += 30000) {
+        std::string piece = body.substr(off, 30000);
+        ok = ok && w.append(piece.data(), piece.size()) &&
+             read_available(r) == body.substr(0, off + piece.size());
+    }
+    tap::ok(ok, "follow: every appended piece is readable at once");
+    tap::ok(r.fill_state() == sj::FillState::kFilling,
+            "follow: still filling before commit");
+    tap::ok(w.commit(), "follow: commit");
+    tap::ok(r.fill_state() == sj::FillState::kComplete &&
+                read_available(r) == body,
+            "follow: complete after commit, the whole body");
+    verify(s, "follow: committed while followed");
+    r.reset();
+    tap::ok(static_cast<bool>(s.lookup("f")), "follow: stored as usual");
+    s.remove("f");
+
+    // Discarded while followed: the bytes stay until the follower lets go.
+    StoreWriter w2 = s.begin_insert("g", m, 100000);
+    std::string half = make_body("g", 1, 50000);
+    w2.append(half.data(), half.size());
+    ObjectRef g = s.follow("g");
+    w2.abort();
+    tap::ok(g.fill_state() == sj::FillState::kDiscarded &&
+                read_available(g) == half,
+            "follow: an aborted fill says so, its bytes still readable");
+    tap::is(s.stats().dead, uint64_t{1}, "follow: the aborted fill is dead");
+    verify(s, "follow: aborted while followed");
+    g.reset();
+    tap::is(s.stats().dead, uint64_t{0}, "follow: freed by the last unpin");
+
+    // Purged while followed: the commit fails, the follower sees it.
+    StoreWriter w3 = s.begin_insert("h", m, 3);
+    ObjectRef h = s.follow("h");
+    w3.append("abc", 3);
+    s.remove("h");
+    tap::ok(!w3.commit() && h.fill_state() == sj::FillState::kDiscarded,
+            "follow: purged while followed, discarded");
+    h.reset();
+
+    // A fill of unknown length cannot be followed.
+    StoreWriter w4 = s.begin_insert("u", m, 0);
+    tap::ok(!s.follow("u"), "follow: not a fill of unknown length");
+    w4.abort();
+    tap::is(s.stats().bytes_used, base, "follow: all memory back");
+    verify(s, "follow");
+}
+
 void
 test_max_object()
 {
@@ -733,9 +810,18 @@ test_killed()
     tap::ok(!s.lookup("half", &ls) && ls == LookupStatus::kFilling,
             "fill: the dead fill is never served");
     tap::ok(put(s, "after", "y"), "fill: the store still takes inserts");
+    ObjectRef fol = s.follow("half");
+    tap::ok(fol && fol.available() == 60000 &&
+                read_available(fol) == make_body("half", 1, 60000),
+            "fill: a follower reads what the dead writer appended");
     s.release_process(pid);
     tap::ok(!s.lookup("half", &ls) && ls == LookupStatus::kMiss,
             "fill: discarded once the pid is released");
+    tap::ok(fol.fill_state() == sj::FillState::kDiscarded &&
+                read_available(fol) == make_body("half", 1, 60000),
+            "fill: the follower sees it discarded, its bytes intact");
+    verify(s, "killed: a discarded fill still followed");
+    fol.reset();
     s.remove("after");
     tap::is(s.stats().bytes_used, base, "fill: its memory came back");
     verify(s, "killed");
@@ -749,6 +835,7 @@ main()
     test_create();
     test_basic();
     test_fill();
+    test_follow();
     test_max_object();
     test_pins();
     test_update_meta();
