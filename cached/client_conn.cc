@@ -421,7 +421,7 @@ ClientConn::flush() noexcept
         ref_.reset();
         hot_ref_.reset();
         send_ref_ = nullptr;
-        following_ = false;
+        end_follow();
         ev_io_stop(loop, &wio_);
         finish_request();
         return;
@@ -458,7 +458,12 @@ ClientConn::follow_starved() noexcept
     ev_timer_stop(loop, &timer_);
     if (send_ref_->fill_state() != FillState::kDiscarded) {
         // The fill's own origin timeout bounds this wait; a writer that
-        // dies has its fill discarded by the parent.
+        // dies has its fill discarded by the parent. A fetch of this
+        // worker wakes us as it appends; others' fills are polled.
+        if (!fill_waiting_) {
+            w_->wait_fill(follow_key_, this);
+            fill_waiting_ = true;
+        }
         ev_timer_set(&poll_, kPollInterval, 0.);
         ev_timer_start(loop, &poll_);
         return;
@@ -469,11 +474,30 @@ ClientConn::follow_starved() noexcept
              peer_.c_str(), primary_.c_str());
     ref_.reset();
     send_ref_ = nullptr;
-    following_ = false;
+    end_follow();
     keep_ = false;
     close_after_ = true;
     log_cache_ = "TRUNCATED";
     finish_request();
+}
+
+void
+ClientConn::end_follow() noexcept
+{
+    if (fill_waiting_) {
+        w_->unwait_fill(follow_key_, this);
+        fill_waiting_ = false;
+    }
+    following_ = false;
+}
+
+void
+ClientConn::follow_wake() noexcept
+{
+    fill_waiting_ = false;
+    ev_timer_stop(w_->loop(), &poll_);
+    ev_timer_set(&poll_, 0., 0.);
+    ev_timer_start(w_->loop(), &poll_);
 }
 
 void
@@ -492,7 +516,7 @@ ClientConn::close() noexcept
     ref_.reset();
     hot_ref_.reset();
     send_ref_ = nullptr;
-    following_ = false;
+    end_follow();
     w_->close_client(this);
 }
 
@@ -1121,7 +1145,7 @@ ClientConn::serve(ObjectRef ref, Served how, int origin_status) noexcept
     send_ref_ = &ref_;
     if (body_end_ == 0) {
         ref_.reset();
-        following_ = false;
+        end_follow();
     }
     state_ = State::kSendHit;
     flush();
@@ -1161,6 +1185,7 @@ ClientConn::follow(const std::string& key, int64_t now) noexcept
     if (state_ != State::kWaitFetch && state_ != State::kWaitOther)
         w_->counters().collapsed.fetch_add(1, std::memory_order_relaxed);
     following_ = true;
+    follow_key_ = key;
     serve(std::move(ref), Served::kCollapsed, 0);
     return true;
 }

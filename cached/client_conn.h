@@ -96,6 +96,9 @@ public:
     // The fetch forwarding this request's body took what it had: read
     // more of it (on the next loop iteration, outside the fetch's call).
     void body_drained() noexcept;
+    // The fill this connection follows moved: send more (soon, not from
+    // inside the caller).
+    void follow_wake() noexcept;
     // Bytes waiting in out_: a streaming fetch pauses above a mark.
     size_t pending() const noexcept { return out_.size(); }
     bool http10() const noexcept { return http10_; }
@@ -136,6 +139,7 @@ private:
     bool follow(const std::string& key, int64_t now) noexcept;
     // A followed fill has no more bytes yet: wait, or end if it failed.
     void follow_starved() noexcept;
+    void end_follow() noexcept;
     void simple_response(int status, std::string_view text,
                          bool close) noexcept;
     void refuse(int status, const char* why) noexcept;
@@ -204,7 +208,9 @@ private:
     ObjectRef ref_;
     std::shared_ptr<ObjectRef> hot_ref_;   // or a hot object's shared pin
     const ObjectRef* send_ref_ = nullptr;  // whichever of the two is sent
-    bool following_ = false;  // ref_ is a fill still arriving (follow())
+    bool following_ = false;     // ref_ is a fill still arriving (follow())
+    bool fill_waiting_ = false;  // registered with the worker's wait_fill
+    std::string follow_key_;     // the store key of that fill
     std::string head_;
     size_t head_off_ = 0;
     uint64_t body_off_ = 0;

@@ -708,9 +708,12 @@ Fetch::on_body(std::string_view data) noexcept
 {
     if (data.empty())
         return;
-    if (writer_ && !writer_.append(data.data(), data.size())) {
-        log_debug("fetch %s: too large to store", primary_.c_str());
-        tier_store_ = false;
+    if (writer_) {
+        if (!writer_.append(data.data(), data.size())) {
+            log_debug("fetch %s: too large to store", primary_.c_str());
+            tier_store_ = false;
+        }
+        w_->fill_progress(store_key_);
     }
     if (tier_store_) {
         if (tier_value_.size() + data.size() >
@@ -859,6 +862,11 @@ Fetch::end(bool pass) noexcept
     if (ended_)
         return;
     ended_ = true;
+    // The fill is committed or, from here on, discarded: either way its
+    // followers in this worker look now.
+    writer_.abort();
+    if (!store_key_.empty())
+        w_->fill_progress(store_key_);
     if (marked_)
         pass_clear_fetch(w_->shared(), hash_, w_->pid());
     w_->uncollapse(this);

@@ -207,6 +207,36 @@ CacheWorker::store_changed() noexcept
 }
 
 void
+CacheWorker::wait_fill(const std::string& key, ClientConn* c)
+{
+    fill_waiters_.emplace(key, c);
+}
+
+void
+CacheWorker::unwait_fill(const std::string& key, ClientConn* c) noexcept
+{
+    auto [it, end] = fill_waiters_.equal_range(key);
+    for (; it != end; ++it)
+        if (it->second == c) {
+            fill_waiters_.erase(it);
+            return;
+        }
+}
+
+void
+CacheWorker::fill_progress(const std::string& key) noexcept
+{
+    if (fill_waiters_.empty())
+        return;
+    auto [it, end] = fill_waiters_.equal_range(key);
+    while (it != end) {
+        ClientConn* c = it->second;
+        it = fill_waiters_.erase(it);
+        c->follow_wake();
+    }
+}
+
+void
 CacheWorker::close_client(ClientConn* c) noexcept
 {
     c->stop_watchers();

@@ -81,6 +81,13 @@ public:
     // Something changed in the store: other workers' hot objects go.
     void store_changed() noexcept;
 
+    // Followers of a fill waiting for more of it, by store key: a fetch
+    // of this worker that appends to the fill, or ends it, wakes them at
+    // once (they also poll, for fills of other workers).
+    void wait_fill(const std::string& key, ClientConn* c);
+    void unwait_fill(const std::string& key, ClientConn* c) noexcept;
+    void fill_progress(const std::string& key) noexcept;
+
     void close_client(ClientConn* c) noexcept;
     // Is `c` still a live connection with this id (for late callbacks)?
     bool client_alive(ClientConn* c, uint64_t id) const noexcept;
@@ -121,6 +128,7 @@ private:
     std::map<ClientConn*, std::unique_ptr<ClientConn>> clients_;
     std::map<Fetch*, std::unique_ptr<Fetch>> fetches_all_;
     std::unordered_map<std::string, Fetch*> fetches_;
+    std::unordered_multimap<std::string, ClientConn*> fill_waiters_;
     struct Hot {
         std::shared_ptr<ObjectRef> ref;
         double touched = 0;  // when the store last saw a hit on it
