@@ -1191,6 +1191,25 @@ ClientConn::follow(const std::string& key, int64_t now) noexcept
 }
 
 void
+ClientConn::follow_from(ObjectRef ref, const std::string& key,
+                        uint64_t offset) noexcept
+{
+    fetch_ = nullptr;
+    if (closed_)
+        return;
+    head_.clear();
+    head_off_ = 0;
+    body_off_ = offset;
+    body_end_ = ref.body_size();
+    ref_ = std::move(ref);
+    send_ref_ = &ref_;
+    following_ = true;
+    follow_key_ = key;
+    state_ = State::kSendHit;
+    flush();
+}
+
+void
 ClientConn::simple_response(int status, std::string_view text,
                             bool close) noexcept
 {

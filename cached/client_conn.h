@@ -96,6 +96,10 @@ public:
     // The fetch forwarding this request's body took what it had: read
     // more of it (on the next loop iteration, outside the fetch's call).
     void body_drained() noexcept;
+    // The fetch streaming this response hands it over: the rest of the
+    // body, from `offset`, comes from the fill `ref` of `key`.
+    void follow_from(ObjectRef ref, const std::string& key,
+                     uint64_t offset) noexcept;
     // The fill this connection follows moved: send more (soon, not from
     // inside the caller).
     void follow_wake() noexcept;

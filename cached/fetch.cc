@@ -423,13 +423,31 @@ Fetch::origin_readable() noexcept
     if (client_ == nullptr)
         return;
     // What this read brought goes to the client now, not at the end of
-    // the response; a client that does not keep up pauses the origin.
+    // the response. A client that does not keep up follows the fill from
+    // the store if it is being stored (so the origin is read at its own
+    // pace, for the object's other readers), else pauses the origin.
     client_->stream_flush();
     if (client_ != nullptr && oc_ != nullptr &&
-        client_->pending() > kClientHighWater) {
+        client_->pending() > kClientHighWater && !hand_to_store()) {
         paused_ = true;
         oc_->want_read(false);
     }
+}
+
+bool
+Fetch::hand_to_store() noexcept
+{
+    if (!writer_ || chunk_out_ || !client_body_)
+        return false;
+    ObjectRef ref = w_->store().follow(store_key_);
+    // The client has had, queued or sent, exactly the bytes stored so far.
+    if (!ref || ref.body_size() <= writer_.size())
+        return false;
+    ClientConn* c = client_;
+    client_ = nullptr;
+    c->set_origin_time(ev_now(w_->loop()) - t_start_);
+    c->follow_from(std::move(ref), store_key_, writer_.size());
+    return true;
 }
 
 void

@@ -84,6 +84,9 @@ private:
     void fail(int status, const char* why, bool origin_fault) noexcept;
     void end(bool pass) noexcept;
     void release_waiters(bool pass) noexcept;
+    // The client is slow and the object is being stored: it goes on
+    // reading the body from the store. False if that cannot be done.
+    bool hand_to_store() noexcept;
     bool start_store(const HttpMessage& resp, const CacheControl& cc) noexcept;
     void to_client(const char* data, size_t len) noexcept;
     void close_origin() noexcept;

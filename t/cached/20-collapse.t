@@ -8,6 +8,7 @@ use warnings;
 use lib (($ENV{SJ_SRCDIR} // '.') . '/t/lib');
 use Test::More;
 use Time::HiRes qw(sleep time);
+use Digest::MD5 qw(md5_hex);
 use SJ::Net;
 use SJ::Test;
 use SJ::Cached qw(start_cached stats);
@@ -86,7 +87,7 @@ sub worker_requests {
 
 # Reads the responses on @socks side by side until each is complete or
 # closed; returns for each [seconds to its first body byte, status, body
-# bytes, closed before the end].
+# bytes, closed before the end, MD5 of the body].
 sub timed_reads {
     my ($t0, @socks) = @_;
     my @st = map { { buf => '', first => undef, done => 0 } } @socks;
@@ -119,7 +120,8 @@ sub timed_reads {
         [$_->{first}, $status // 0,
          $he < 0 ? 0 : length($_->{buf}) - $he - 4,
          ($_->{eof} && (!defined $cl || length($_->{buf}) - $he - 4 < $cl))
-             ? 1 : 0]
+             ? 1 : 0,
+         md5_hex($he < 0 ? '' : substr($_->{buf}, $he + 4))]
     } @st;
 }
 
@@ -131,7 +133,10 @@ for my $workers (1, 2) {
         workers => $workers, test => SJ::Test->new,
         extra => 'collapse_wait = 10.0;');
     # Spaced a little, so that with two workers both take some.
-    my $path = "/t$workers?size=200000&trickle=150&cc=max-age%3D60";
+    my $path = "/t$workers?size=200000&pattern=1&trickle=150"
+             . '&cc=max-age%3D60';
+    my $want = md5_hex(substr(join('', map { sprintf "%015d\n", $_ }
+                                       0 .. 200000 / 16), 0, 200000));
     my $before = worker_requests($d);
     my $t0 = time;
     my @socks;
@@ -142,8 +147,8 @@ for my $workers (1, 2) {
         sleep 0.05;
     }
     my @r = timed_reads($t0, @socks);
-    is(join(' ', map { "$_->[1]/$_->[2]/$_->[3]" } @r),
-       join(' ', ('200/200000/0') x 6),
+    is(join(' ', map { "$_->[1]/$_->[2]/$_->[3]/$_->[4]" } @r),
+       join(' ', ("200/200000/0/$want") x 6),
        "$workers worker(s), followed fill: six whole bodies");
     my @late = grep { !defined $_->[0] || $_->[0] > 1.0 } @r;
     is(scalar @late, 0, "$workers worker(s), followed fill: every client "
@@ -170,6 +175,37 @@ for my $workers (1, 2) {
     ok(time - $t0 < 5, "$workers worker(s), failed fill: at once");
     my $st = stats($d);
     is($d->stop, 0, "$workers worker(s), followed fill: clean stop");
+}
+
+# A client that does not read does not hold the fill back: past a mark it
+# reads the rest from the store like a follower, and the fetch goes on at
+# the origin's pace, so a second client gets the whole 16 MB object while
+# the first has read nothing; the first then gets it whole too.
+{
+    my ($tt, $d, $port) = start_cached(origin => $o->address,
+        workers => 1, test => SJ::Test->new, memory => '64M',
+        max_object => '32M');
+    my $size = 16_000_000;
+    my $path = "/big?size=$size&pattern=1&cc=max-age%3D60";
+    my $want = md5_hex(substr(join('', map { sprintf "%015d\n", $_ }
+                                       0 .. $size / 16), 0, $size));
+    my $slow = http_send(host => '127.0.0.1', port => $port, path => $path,
+                         headers => { Host => 'test.example' });
+    sleep 0.3;
+    my $t0 = time;
+    my ($r) = timed_reads($t0, http_send(host => '127.0.0.1', port => $port,
+        path => $path, headers => { Host => 'test.example' }));
+    my $el = time - $t0;
+    is("$r->[1]/$r->[2]/$r->[3]/$r->[4]", "200/$size/0/$want",
+       'slow client: the other client gets the whole object');
+    ok($el < 4, sprintf('slow client: not held back by it (%.2f s)', $el));
+    sleep 4 - $el if $el < 4;
+    ($r) = timed_reads(time, $slow);
+    is("$r->[1]/$r->[2]/$r->[3]/$r->[4]", "200/$size/0/$want",
+       'slow client: then reads the whole object itself');
+    is(scalar($o->requests(qr/^GET \/big\?/)), 1,
+       'slow client: one origin request');
+    is($d->stop, 0, 'slow client: clean stop');
 }
 
 # A fetch that fails: those waiting for it, in its worker and in the

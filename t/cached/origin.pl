@@ -10,6 +10,8 @@
 #   sleep=MS       wait before answering
 #   status=N       status code (default 200)
 #   size=N         body of N bytes (default: a short text)
+#   pattern=1      with size: numbered 16-byte lines, not all 'x', so that
+#                  a piece out of place shows
 #   chunked=1      Transfer-Encoding: chunked
 #   truncate=N     announce the body but close after N bytes
 #   trickle=MS     send the body in ten pieces, MS ms apart (with
@@ -117,6 +119,9 @@ sub serve {
         }
         my $body = $q{body} // "origin body for $target\n";
         $body = 'x' x $q{size} if defined $q{size};
+        $body = substr(join('', map { sprintf "%015d\n", $_ }
+                                0 .. $q{size} / 16), 0, $q{size})
+            if defined $q{size} && $q{pattern};
         $body = 'variant=' . ($h{lc $q{vary}} // '-') . "\n"
             if defined $q{vary};
         my @hdr = ("Date: " . POSIX::strftime("%a, %d %b %Y %H:%M:%S GMT",
