@@ -8,6 +8,8 @@ use warnings;
 use lib (($ENV{SJ_SRCDIR} // '.') . '/t/lib');
 use Test::More;
 use Time::HiRes qw(sleep time);
+use Digest::MD5 qw(md5_hex);
+use POSIX ();
 use SJ::Net;
 use SJ::Test;
 use SJ::Cached qw(start_cached get stats);
@@ -31,7 +33,7 @@ my $o = SJ::Cached::Origin->start($t);
 my $hport = $t->port('http');
 my $sport = $t->port('https');
 my ($tt, $d, $port) = start_cached(origin => $o->address, test => $t,
-    workers => 2,
+    workers => 2, memory => '32M', max_object => '8M',
     listen => qq{"127.0.0.1:$hport", { address = "127.0.0.1:$sport";
         tls = { certificate = "$dir/a.example.crt"; key = "$dir/a.example.key";
                 sni = ( { certificate = "$dir/b.example.crt";
@@ -61,6 +63,49 @@ isnt($st, 0, "b.example with only a.example's certificate trusted fails");
 ($st, $out) = curl('a.example', '/big?cc=max-age%3D60&size=100000');
 my ($body) = $out =~ /\r\n\r\n(.*)\z/s;
 is(length($body // ''), 100000, 'large hit over TLS: whole body');
+# A large miss over TLS, to a client that reads slowly (it is handed
+# over to the store as the fill runs ahead of it) and to one that follows
+# the fill: both get the whole body, in order.
+{
+    my $size = 3_000_000;
+    my $path = "/huge?cc=max-age%3D60&size=$size&pattern=1&trickle=30";
+    my $want = md5_hex(substr(join('', map { sprintf "%015d\n", $_ }
+                                       0 .. $size / 16), 0, $size));
+    my @pids;
+    for my $i (1, 2) {
+        my $pid = fork // die "fork: $!";
+        if ($pid == 0) {
+            sleep 0.1 if $i == 2;
+            exec 'curl', '-sS', '-o', "$dir/huge$i", '--cacert',
+                "$dir/a.example.crt", '--resolve', "a.example:$sport:127.0.0.1",
+                $i == 1 ? ('--limit-rate', '1500K') : (),
+                "https://a.example:$sport$path";
+        }
+        push @pids, $pid;
+    }
+    my $t0 = time;
+    my (%st, %done);
+    while (keys %done < 2 && time - $t0 < 30) {
+        for my $i (1, 2) {
+            next if $done{$i};
+            next unless waitpid($pids[$i - 1], POSIX::WNOHANG()) > 0;
+            ($st{$i}, $done{$i}) = ($? >> 8, time - $t0);
+        }
+        sleep 0.02;
+    }
+    my @st = map { $st{$_} // -1 } 1, 2;
+    my @md5 = map {
+        open my $f, '<', "$dir/huge$_" or die; binmode $f;
+        Digest::MD5->new->addfile($f)->hexdigest
+    } 1, 2;
+    is("@st @md5", "0 0 $want $want",
+       'large miss over TLS: a slow and a following client, whole bodies');
+    is(scalar($o->requests(qr/^GET \/huge/)), 1, 'large miss: one fetch');
+    ok(($done{2} // 99) < ($done{1} // 0) - 0.5,
+       sprintf('large miss: the follower was not held to the slow '
+               . "client's pace (%.2f s against %.2f s)",
+               $done{2} // -1, $done{1} // -1));
+}
 # What the origin saw.
 ($st, $out) = curl('a.example', '/proto?body=p', '-o', '/dev/null');
 my @seen = $o->requests(qr/^GET \/proto/);
