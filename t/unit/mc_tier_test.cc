@@ -34,6 +34,7 @@
 #include "common/address.h"
 #include "common/config.h"
 #include "common/log.h"
+#include "t/unit/loopback.h"
 #include "t/unit/tap.h"
 
 namespace {
@@ -49,43 +50,11 @@ since(Clock::time_point t0)
     return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-uint16_t
-free_port()
-{
-    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in sin{};
-    sin.sin_family = AF_INET;
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof sin;
-    if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&sin), len) ||
-        ::getsockname(fd, reinterpret_cast<sockaddr*>(&sin), &len))
-        std::abort();
-    ::close(fd);
-    return ntohs(sin.sin_port);
-}
-
-// A blocking connection to 127.0.0.1:port with a 2 s receive timeout, or -1.
-int
-dial(uint16_t port)
-{
-    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in sin{};
-    sin.sin_family = AF_INET;
-    sin.sin_port = htons(port);
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&sin), sizeof sin) != 0) {
-        ::close(fd);
-        return -1;
-    }
-    timeval tv{2, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    return fd;
-}
-
 // A real memcached on a loopback port, killed by pid when done.
 class Memcached {
 public:
-    explicit Memcached(uint16_t port = 0) : port_(port ? port : free_port())
+    explicit Memcached(uint16_t port = 0)
+        : port_(port ? port : sjtest::unused_port())
     {
         start();
     }
@@ -118,7 +87,7 @@ public:
             ::_exit(127);
         }
         for (auto t0 = Clock::now(); since(t0) < 3.0;) {
-            int fd = dial(port_);
+            int fd = sjtest::dial_loopback(port_, 2);
             if (fd >= 0) {
                 ::close(fd);
                 return true;
@@ -147,7 +116,7 @@ std::string
 direct(uint16_t port, const std::string& req,
        bool (*complete)(const std::string&))
 {
-    int fd = dial(port);
+    int fd = sjtest::dial_loopback(port, 2);
     if (fd < 0)
         return "";
     ::send(fd, req.data(), req.size(), MSG_NOSIGNAL);
@@ -760,19 +729,7 @@ test_kill(Memcached& a, Memcached& b)
 // never answered.
 class BlackHole {
 public:
-    BlackHole()
-    {
-        fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        sockaddr_in sin{};
-        sin.sin_family = AF_INET;
-        sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        socklen_t len = sizeof sin;
-        if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&sin), len) ||
-            ::listen(fd_, 16) ||
-            ::getsockname(fd_, reinterpret_cast<sockaddr*>(&sin), &len))
-            std::abort();
-        port_ = ntohs(sin.sin_port);
-    }
+    BlackHole() { fd_ = sjtest::bind_loopback(16, &port_); }
     ~BlackHole() { ::close(fd_); }
     uint16_t port() const { return port_; }
 
@@ -826,16 +783,7 @@ class Scripted {
 public:
     explicit Scripted(std::string reply) : reply_(std::move(reply))
     {
-        fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        sockaddr_in sin{};
-        sin.sin_family = AF_INET;
-        sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        socklen_t len = sizeof sin;
-        if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&sin), len) ||
-            ::listen(fd_, 16) ||
-            ::getsockname(fd_, reinterpret_cast<sockaddr*>(&sin), &len))
-            std::abort();
-        port_ = ntohs(sin.sin_port);
+        fd_ = sjtest::bind_loopback(16, &port_);
         thread_ = std::thread([this] {
             int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
             if (c < 0)

@@ -32,6 +32,7 @@
 #include "common/address.h"
 #include "common/log.h"
 #include "common/net.h"
+#include "t/unit/loopback.h"
 #include "t/unit/tap.h"
 
 namespace {
@@ -69,16 +70,7 @@ class EchoServer {
 public:
     EchoServer()
     {
-        fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        sockaddr_in sin{};
-        sin.sin_family = AF_INET;
-        sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        socklen_t len = sizeof sin;
-        if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&sin), len) ||
-            ::listen(fd_, 64) ||
-            ::getsockname(fd_, reinterpret_cast<sockaddr*>(&sin), &len))
-            std::abort();
-        port_ = ntohs(sin.sin_port);
+        fd_ = sjtest::bind_loopback(64, &port_);
         acceptor_ = std::thread([this] { accept_loop(); });
     }
     ~EchoServer()
@@ -152,38 +144,13 @@ private:
     std::vector<std::thread> workers_;
 };
 
-// A port nothing listens on: connecting is refused.
-uint16_t
-refused_port()
-{
-    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in sin{};
-    sin.sin_family = AF_INET;
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof sin;
-    if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&sin), len) ||
-        ::getsockname(fd, reinterpret_cast<sockaddr*>(&sin), &len))
-        std::abort();
-    ::close(fd);
-    return ntohs(sin.sin_port);
-}
-
 // A listener whose accept queue is full and never drained: Linux drops
 // further SYNs, so a connect to it hangs until our connect timeout.
 class Blackhole {
 public:
     Blackhole()
     {
-        fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        sockaddr_in sin{};
-        sin.sin_family = AF_INET;
-        sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        socklen_t len = sizeof sin;
-        if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&sin), len) ||
-            ::listen(fd_, 0) ||
-            ::getsockname(fd_, reinterpret_cast<sockaddr*>(&sin), &len))
-            std::abort();
-        port_ = ntohs(sin.sin_port);
+        fd_ = sjtest::bind_loopback(0, &port_);
         for (int i = 0; i < 2; ++i) {
             int err = 0;
             sj::PendingConnect pc =
@@ -435,25 +402,6 @@ private:
 
 // ------------------------------------------------------------ clients
 
-// A blocking client socket whose reads and writes give up after 5 s, so a
-// broken proxy fails a test instead of hanging it.
-int
-connect_client(uint16_t port, int* err = nullptr)
-{
-    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    timeval tv{5, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    sj::Address a = loopback(port);
-    if (::connect(fd, a.sa(), a.len) != 0) {
-        if (err)
-            *err = errno;
-        ::close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 bool
 send_all(int fd, const std::string& s)
 {
@@ -585,7 +533,7 @@ test_relay(Harness& h, EchoServer& a, size_t size, size_t buffer)
     int err = -1;
     bool finished = h.run_client(
         [&] {
-            int fd = connect_client(px.port);
+            int fd = sjtest::dial_loopback(px.port, 5);
             // Write and read at once: the echo comes back while we send.
             std::thread w([&] {
                 send_all(fd, data);
@@ -622,7 +570,7 @@ test_backpressure(Harness& h, EchoServer& a)
     bool intact = false;
     h.run_client(
         [&] {
-            int fd = connect_client(px.port);
+            int fd = sjtest::dial_loopback(px.port, 5);
             // Stop trying after 1 s without progress: the pipeline is full.
             timeval tv{1, 0};
             ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
@@ -661,7 +609,7 @@ test_half_close(Harness& h, EchoServer& a)
     int err = -1;
     h.run_client(
         [&] {
-            int fd = connect_client(px.port);
+            int fd = sjtest::dial_loopback(px.port, 5);
             first = ping(fd, "hello");
             send_all(fd, "more");
             ::shutdown(fd, SHUT_WR);
@@ -684,12 +632,12 @@ test_half_close(Harness& h, EchoServer& a)
 void
 test_retry(Harness& h, EchoServer& a)
 {
-    FakeRouter r({{"dead", refused_port()}, {"a", a.port()}});
+    FakeRouter r({{"dead", sjtest::unused_port()}, {"a", a.port()}});
     Proxy px(h, r, "php", "");
     bool okp = false;
     h.run_client(
         [&] {
-            int fd = connect_client(px.port);
+            int fd = sjtest::dial_loopback(px.port, 5);
             okp = ping(fd);
             ::close(fd);
         },
@@ -719,7 +667,7 @@ test_connect_timeout(Harness& h, EchoServer& a)
     h.run_client(
         [&] {
             auto t0 = Clock::now();
-            int fd = connect_client(px.port);
+            int fd = sjtest::dial_loopback(px.port, 5);
             okp = ping(fd);
             took = since(t0);
             ::close(fd);
@@ -739,14 +687,15 @@ test_connect_timeout(Harness& h, EchoServer& a)
 void
 test_all_fail(Harness& h)
 {
-    FakeRouter r({{"dead1", refused_port()}, {"dead2", refused_port()}});
+    FakeRouter r(
+        {{"dead1", sjtest::unused_port()}, {"dead2", sjtest::unused_port()}});
     sj::TcpProxyOptions opts;
     opts.retries = 2;
     Proxy px(h, r, "php", "", opts);
     bool closed = false;
     h.run_client(
         [&] {
-            int fd = connect_client(px.port);
+            int fd = sjtest::dial_loopback(px.port, 5);
             closed = closed_by_peer(fd);
             ::close(fd);
         },
@@ -772,7 +721,7 @@ test_no_node(Harness& h, EchoServer& a)
     h.run_client(
         [&] {
             auto t0 = Clock::now();
-            int fd = connect_client(px.port);
+            int fd = sjtest::dial_loopback(px.port, 5);
             closed = closed_by_peer(fd);
             took = since(t0);
             ::close(fd);
@@ -800,7 +749,7 @@ test_writer_change(Harness& h, EchoServer& a, EchoServer& b)
         [&] {
             int fds[3];
             for (int& fd : fds) {
-                fd = connect_client(px.port);
+                fd = sjtest::dial_loopback(px.port, 5);
                 pinged = pinged && ping(fd);
             }
             // A new epoch with the same writer keeps the connections.
@@ -816,7 +765,7 @@ test_writer_change(Harness& h, EchoServer& a, EchoServer& b)
                 ::close(fd);
             }
             took = since(t0);
-            int fd = connect_client(px.port);
+            int fd = sjtest::dial_loopback(px.port, 5);
             fresh = ping(fd);
             on_b = b.accepted();
             ::close(fd);
@@ -848,7 +797,7 @@ test_idle(Harness& h, EchoServer& a)
     double took = 0;
     h.run_client(
         [&] {
-            int fd = connect_client(px.port);
+            int fd = sjtest::dial_loopback(px.port, 5);
             // Traffic every 0.1 s for 0.6 s: twice the timeout, never idle.
             for (int i = 0; i < 6; ++i) {
                 busy_ok = busy_ok && ping(fd);
@@ -882,11 +831,11 @@ test_shutdown(Harness& h, EchoServer& a)
     int err = -1;
     h.run_client(
         [&] {
-            int fd = connect_client(px.port);
+            int fd = sjtest::dial_loopback(px.port, 5);
             before = ping(fd);
             h.call([&] { px.p->shutdown([&] { ++idle_calls; }); });
             int cerr = 0;
-            int fd2 = connect_client(px.port, &cerr);
+            int fd2 = sjtest::dial_loopback(px.port, 5, &cerr);
             refused = fd2 < 0 && cerr == ECONNREFUSED;
             if (fd2 >= 0)
                 ::close(fd2);
@@ -923,7 +872,7 @@ test_destructor(Harness& h, EchoServer& a)
     bool okp = false;
     h.run_client(
         [&] {
-            fd = connect_client(px->port);
+            fd = sjtest::dial_loopback(px->port, 5);
             okp = ping(fd);
         },
         10.0);
