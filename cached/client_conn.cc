@@ -24,6 +24,9 @@ namespace sj {
 namespace {
 
 constexpr double kPollInterval = 0.005;
+// A follower of a fill of its own worker is woken as the fill grows; it
+// polls only as a safety net.
+constexpr double kLocalFillPoll = 0.1;
 // The most bytes a response may queue for a slow client before the origin
 // is paused; beyond the Buffer limit the client is dropped.
 constexpr size_t kOutLimit = 8u << 20;
@@ -464,7 +467,9 @@ ClientConn::follow_starved() noexcept
             w_->wait_fill(follow_key_, this);
             fill_waiting_ = true;
         }
-        ev_timer_set(&poll_, kPollInterval, 0.);
+        ev_timer_set(
+            &poll_,
+            w_->filling_here(follow_key_) ? kLocalFillPoll : kPollInterval, 0.);
         ev_timer_start(loop, &poll_);
         return;
     }

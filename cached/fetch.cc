@@ -536,6 +536,8 @@ Fetch::start_store(const HttpMessage& r, const CacheControl& rcc) noexcept
     writer_ = w_->store().begin_insert(store_key_, m, expected);
     if (!writer_)
         return false;
+    w_->fill_begun(store_key_);
+    fill_begun_ = true;
     if (to_tier) {
         tier_store_ = true;
         tier_value_.clear();
@@ -883,6 +885,10 @@ Fetch::end(bool pass) noexcept
     // The fill is committed or, from here on, discarded: either way its
     // followers in this worker look now.
     writer_.abort();
+    if (fill_begun_) {
+        w_->fill_ended(store_key_);
+        fill_begun_ = false;
+    }
     if (!store_key_.empty())
         w_->fill_progress(store_key_);
     if (marked_)

@@ -115,6 +115,7 @@ private:
     bool ended_ = false;
     bool chunk_out_ = false;  // re-chunked to an HTTP/1.1 client
     bool client_body_ = true;
+    bool fill_begun_ = false;    // counted in the worker's fill_begun()
     bool body_stream_ = false;   // the request body arrives while we send
     bool body_chunked_ = false;  // ... and is forwarded chunked
     bool body_done_ = true;      // all of the request body is in out_

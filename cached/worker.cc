@@ -237,6 +237,26 @@ CacheWorker::fill_progress(const std::string& key) noexcept
 }
 
 void
+CacheWorker::fill_begun(const std::string& key)
+{
+    ++local_fills_[key];
+}
+
+void
+CacheWorker::fill_ended(const std::string& key) noexcept
+{
+    auto it = local_fills_.find(key);
+    if (it != local_fills_.end() && --it->second == 0)
+        local_fills_.erase(it);
+}
+
+bool
+CacheWorker::filling_here(const std::string& key) const noexcept
+{
+    return local_fills_.count(key) != 0;
+}
+
+void
 CacheWorker::close_client(ClientConn* c) noexcept
 {
     c->stop_watchers();

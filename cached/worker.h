@@ -87,6 +87,11 @@ public:
     void wait_fill(const std::string& key, ClientConn* c);
     void unwait_fill(const std::string& key, ClientConn* c) noexcept;
     void fill_progress(const std::string& key) noexcept;
+    // A fetch of this worker starts or ends a fill of `key`; is one on?
+    // (Its followers then need no frequent poll: they are woken.)
+    void fill_begun(const std::string& key);
+    void fill_ended(const std::string& key) noexcept;
+    bool filling_here(const std::string& key) const noexcept;
 
     void close_client(ClientConn* c) noexcept;
     // Is `c` still a live connection with this id (for late callbacks)?
@@ -129,6 +134,7 @@ private:
     std::map<Fetch*, std::unique_ptr<Fetch>> fetches_all_;
     std::unordered_map<std::string, Fetch*> fetches_;
     std::unordered_multimap<std::string, ClientConn*> fill_waiters_;
+    std::unordered_map<std::string, int> local_fills_;  // key -> fetches
     struct Hot {
         std::shared_ptr<ObjectRef> ref;
         double touched = 0;  // when the store last saw a hit on it
