@@ -28,19 +28,22 @@ ServerConn::stop_watchers(struct ev_loop* loop) noexcept
 
 Proxy::Proxy(WorkerContext& ctx, BalancerState* state)
     : loop_(ctx.loop), config_(ctx.config), cfg_(&ctx.config->balancerd),
-      table_(state->table()), alog_(ctx.loop, ctx.config->balancerd.access_log)
+      table_(state->table()), alog_(ctx.loop, ctx.config->balancerd.access_log),
+      wake_(ctx.loop, on_wake, this)
 {
     layout_ = state->layout(ctx.generation);
     CHECK(layout_ != nullptr);
-    parent_pid_ = getppid();
     if (!table_.join(static_cast<int32_t>(getpid())))
         log_warn(
             "more than %d balancerd workers at once: this one's "
             "in-flight requests are not given back if it dies, and "
             "its queue is not ordered with the others'",
             kMaxWorkerSlots);
-    else
-        open_wake_socket();
+    else if (!wake_.open("balancerd", getppid(), table_.worker_index()))
+        log_warn(
+            "queue wake-up socket: %s (queued requests of other "
+            "workers are seen on the queue tick only)",
+            std::strerror(errno));
     node_config_.assign(kMaxNodes, nullptr);
     idle_.resize(kMaxNodes);
     for (const auto& [name, pl] : layout_->pools) {
@@ -117,7 +120,7 @@ Proxy::~Proxy()
     tcp_.clear();
     ev_timer_stop(loop_, &queue_tick_);
     ev_timer_stop(loop_, &order_timer_);
-    ev_io_stop(loop_, &wake_io_);
+    wake_.stop();
     if (http_pool_ != nullptr)
         table_.publish_oldest(http_pool_->layout->slot, 0);
     ev_signal_stop(loop_, &usr1_);
@@ -470,60 +473,9 @@ Proxy::publish_oldest() noexcept
 }
 
 void
-Proxy::open_wake_socket() noexcept
+Proxy::on_wake(void* arg, const char*, size_t) noexcept
 {
-    UniqueFd fd(
-        ::socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-    struct sockaddr_un a {};
-    socklen_t len = wake_address(table_.worker_index(), &a);
-    if (!fd ||
-        ::bind(fd.get(), reinterpret_cast<struct sockaddr*>(&a), len) < 0) {
-        log_warn(
-            "queue wake-up socket: %s (queued requests of other "
-            "workers are seen on the queue tick only)",
-            std::strerror(errno));
-        return;
-    }
-    wake_fd_ = std::move(fd);
-    ev_io_init(&wake_io_, on_wake, wake_fd_.get(), EV_READ);
-    wake_io_.data = this;
-    ev_io_start(loop_, &wake_io_);
-}
-
-void
-Proxy::wake(int worker) noexcept
-{
-    if (!wake_fd_)
-        return;
-    struct sockaddr_un a {};
-    socklen_t len = wake_address(worker, &a);
-    // A lost wake-up (the other worker's socket is full, or it just
-    // ended) costs at most its next queue tick.
-    (void)::sendto(wake_fd_.get(), "w", 1, MSG_DONTWAIT,
-                   reinterpret_cast<struct sockaddr*>(&a), len);
-}
-
-socklen_t
-Proxy::wake_address(int worker, struct sockaddr_un* a) const noexcept
-{
-    // An abstract socket (no file), named after the parent so that two
-    // balancerd instances on one machine never wake each other's workers.
-    a->sun_family = AF_UNIX;
-    int n = std::snprintf(a->sun_path + 1, sizeof a->sun_path - 1,
-                          "sunjammer-balancerd-%d-%d",
-                          static_cast<int>(parent_pid_), worker);
-    return static_cast<socklen_t>(
-        offsetof(struct sockaddr_un, sun_path) + 1 + static_cast<size_t>(n));
-}
-
-void
-Proxy::on_wake(struct ev_loop*, ev_io* w, int) noexcept
-{
-    auto* self = static_cast<Proxy*>(w->data);
-    char buf[64];
-    while (::recv(self->wake_fd_.get(), buf, sizeof buf, MSG_DONTWAIT) > 0) {
-    }
-    self->serve_queue();
+    static_cast<Proxy*>(arg)->serve_queue();
 }
 
 void

@@ -29,6 +29,7 @@
 #include "common/ip_acl.h"
 #include "common/ready_queue.h"
 #include "common/unique_fd.h"
+#include "common/worker_wake.h"
 
 namespace sj {
 
@@ -122,15 +123,15 @@ private:
     static void on_accept(struct ev_loop*, ev_io* w, int) noexcept;
     static void on_queue_tick(struct ev_loop*, ev_timer* w, int) noexcept;
     static void server_read(ServerConn* sc) noexcept;
-    static void on_wake(struct ev_loop*, ev_io* w, int) noexcept;
+    static void on_wake(void* arg, const char* msg, size_t len) noexcept;
     static void on_order_timer(struct ev_loop*, ev_timer* w, int) noexcept;
     // This worker's oldest queued ticket any node may take, published.
     void publish_oldest() noexcept;
-    void open_wake_socket() noexcept;
     // Wakes worker `worker` (a slot index of the node table) to look at
-    // its queue; wake_address() is the name of its wake-up socket.
-    void wake(int worker) noexcept;
-    socklen_t wake_address(int worker, struct sockaddr_un* a) const noexcept;
+    // its queue. A wake-up dropped because that worker's socket is full
+    // loses nothing: the worker has wake-ups to read, and each one makes
+    // it look at the whole queue.
+    void wake(int worker) noexcept { (void)wake_.send(worker, "w", 1); }
     // How long a worker leaves a free slot to an older request of another
     // worker it woke, before serving its own.
     static constexpr double kOrderGrace = 0.05;
@@ -172,9 +173,7 @@ private:
     bool serving_queue_ = false;  // serve_queue() is on the stack
     uint64_t published_ = 0;      // the ticket publish_oldest() last set
     uint64_t deferred_to_ = 0;    // the older ticket order_timer_ waits on
-    pid_t parent_pid_ = 0;
-    UniqueFd wake_fd_;  // datagrams from workers that freed a slot
-    ev_io wake_io_{};
+    WorkerWake wake_;             // datagrams from workers that freed a slot
     ev_timer order_timer_{};
     ReadyQueue ready_;  // read events of the last poll, run in order
     ev_prepare prepare_{};

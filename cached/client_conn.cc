@@ -27,6 +27,9 @@ constexpr double kPollInterval = 0.005;
 // A follower of a fill of its own worker is woken as the fill grows; it
 // polls only as a safety net.
 constexpr double kLocalFillPoll = 0.1;
+// A request waiting on a fetch of another worker that will wake it polls
+// as a safety net only (a wake-up datagram can be lost).
+constexpr double kRemotePoll = 0.1;
 // The most bytes a response may queue for a slow client before the origin
 // is paused; beyond the Buffer limit the client is dropped.
 constexpr size_t kOutLimit = 8u << 20;
@@ -183,6 +186,7 @@ void
 ClientConn::on_poll_cb(struct ev_loop*, ev_timer* w, int) noexcept
 {
     auto* c = static_cast<ClientConn*>(w->data);
+    c->end_remote_wait();
     if (c->body_pending_) {
         c->feed_body();
         c->flush();
@@ -467,9 +471,21 @@ ClientConn::follow_starved() noexcept
             w_->wait_fill(follow_key_, this);
             fill_waiting_ = true;
         }
-        ev_timer_set(
-            &poll_,
-            w_->filling_here(follow_key_) ? kLocalFillPoll : kPollInterval, 0.);
+        double interval = kPollInterval;
+        if (w_->filling_here(follow_key_)) {
+            interval = kLocalFillPoll;
+        } else if (w_->watch_slot() >= 0 &&
+                   pass_watch(w_->shared(), key_hash(primary_),
+                              w_->watch_slot())) {
+            // Watching first, then looking: a move the filler made
+            // before it saw our bit is seen here.
+            wait_remote(key_hash(primary_));
+            interval = send_ref_->available() > body_off_ ||
+                               send_ref_->fill_state() != FillState::kFilling
+                           ? 0.
+                           : kRemotePoll;
+        }
+        ev_timer_set(&poll_, interval, 0.);
         ev_timer_start(loop, &poll_);
         return;
     }
@@ -494,6 +510,34 @@ ClientConn::end_follow() noexcept
         fill_waiting_ = false;
     }
     following_ = false;
+    end_remote_wait();
+}
+
+void
+ClientConn::wait_remote(uint64_t hash)
+{
+    end_remote_wait();
+    w_->wait_remote(hash, this);
+    remote_waiting_ = true;
+    remote_hash_ = hash;
+}
+
+void
+ClientConn::end_remote_wait() noexcept
+{
+    if (remote_waiting_) {
+        w_->unwait_remote(remote_hash_, this);
+        remote_waiting_ = false;
+    }
+}
+
+void
+ClientConn::remote_wake() noexcept
+{
+    remote_waiting_ = false;  // the worker dropped the registration
+    ev_timer_stop(w_->loop(), &poll_);
+    ev_timer_set(&poll_, 0., 0.);
+    ev_timer_start(w_->loop(), &poll_);
 }
 
 void
@@ -754,8 +798,9 @@ ClientConn::lookup() noexcept
         }
         // Of several workers missing the key at once, one claims the
         // fetch and the others wait for what it stores.
-        PassHeld held = pass_claim(w_->shared(), key_hash(primary_),
-                                   cfg.collapse_wait, w_->pid(), wait_since_);
+        uint64_t hash = key_hash(primary_);
+        PassHeld held = pass_claim(w_->shared(), hash, cfg.collapse_wait,
+                                   w_->pid(), wait_since_, w_->watch_slot());
         if (held.kind == PassKind::kFailed) {
             log_cache_ = "ERROR";
             simple_response(
@@ -769,7 +814,8 @@ ClientConn::lookup() noexcept
         } else if ((held.kind == PassKind::kFetching &&
                     held.pid != w_->pid()) ||
                    ls == LookupStatus::kFilling) {
-            // Another worker is fetching it: poll the store briefly.
+            // Another worker is fetching it: wait for its wake-up (the
+            // claim recorded us as a watcher), or poll the store.
             if (wait_until_ == 0) {
                 wait_until_ = ev_now(w_->loop()) + cfg.collapse_wait;
                 wait_since_ = now_ms();
@@ -777,7 +823,23 @@ ClientConn::lookup() noexcept
                                                    std::memory_order_relaxed);
             }
             state_ = State::kWaitOther;
-            ev_timer_set(&poll_, kPollInterval, 0.);
+            // A request that cannot follow a fill (a range, a
+            // conditional) polls for the whole object instead: it would be
+            // woken at every append.
+            double interval = kPollInterval;
+            if (held.kind == PassKind::kFetching &&
+                ls != LookupStatus::kFilling && w_->watch_slot() >= 0) {
+                wait_remote(hash);
+                // Watching first, then looking: a fill begun before the
+                // fetcher saw our bit is seen here.
+                LookupStatus again = LookupStatus::kMiss;
+                bool moved = static_cast<bool>(st.lookup(*looked_up, &again)) ||
+                             again == LookupStatus::kFilling;
+                interval = moved ? 0.
+                                 : std::clamp(wait_until_ - ev_now(w_->loop()),
+                                              0., kRemotePoll);
+            }
+            ev_timer_set(&poll_, interval, 0.);
             ev_timer_start(w_->loop(), &poll_);
             return;
         }

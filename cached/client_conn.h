@@ -103,6 +103,8 @@ public:
     // The fill this connection follows moved: send more (soon, not from
     // inside the caller).
     void follow_wake() noexcept;
+    // What it waits for in another worker moved (CacheWorker::on_wake).
+    void remote_wake() noexcept;
     // Bytes waiting in out_: a streaming fetch pauses above a mark.
     size_t pending() const noexcept { return out_.size(); }
     bool http10() const noexcept { return http10_; }
@@ -144,6 +146,10 @@ private:
     // A followed fill has no more bytes yet: wait, or end if it failed.
     void follow_starved() noexcept;
     void end_follow() noexcept;
+    // Waits for a wake-up from the worker fetching `hash` (registered
+    // with the worker; the poll timer stays as the safety net).
+    void wait_remote(uint64_t hash);
+    void end_remote_wait() noexcept;
     void simple_response(int status, std::string_view text,
                          bool close) noexcept;
     void refuse(int status, const char* why) noexcept;
@@ -212,9 +218,11 @@ private:
     ObjectRef ref_;
     std::shared_ptr<ObjectRef> hot_ref_;   // or a hot object's shared pin
     const ObjectRef* send_ref_ = nullptr;  // whichever of the two is sent
-    bool following_ = false;     // ref_ is a fill still arriving (follow())
-    bool fill_waiting_ = false;  // registered with the worker's wait_fill
-    std::string follow_key_;     // the store key of that fill
+    bool following_ = false;       // ref_ is a fill still arriving (follow())
+    bool fill_waiting_ = false;    // registered with the worker's wait_fill
+    bool remote_waiting_ = false;  // registered with wait_remote
+    uint64_t remote_hash_ = 0;     // under this hash
+    std::string follow_key_;       // the store key of that fill
     std::string head_;
     size_t head_off_ = 0;
     uint64_t body_off_ = 0;

@@ -538,6 +538,8 @@ Fetch::start_store(const HttpMessage& r, const CacheControl& rcc) noexcept
         return false;
     w_->fill_begun(store_key_);
     fill_begun_ = true;
+    if (marked_)
+        w_->notify_watchers(hash_);  // those waiting elsewhere can follow
     if (to_tier) {
         tier_store_ = true;
         tier_value_.clear();
@@ -648,8 +650,9 @@ Fetch::on_head() noexcept
             // Remember the key as pass, so that later requests go to the
             // origin at once instead of queueing behind each other.
             pass = true;
-            pass_set(w_->shared(), hash_, PassKind::kPass, cfg.pass_ttl,
-                     w_->pid());
+            w_->wake_watchers(pass_set(w_->shared(), hash_, PassKind::kPass,
+                                       cfg.pass_ttl, w_->pid()),
+                              hash_);
             marked_ = false;
         }
         log_debug("fetch %s: %d, %s%s", primary_.c_str(), r.status,
@@ -734,6 +737,8 @@ Fetch::on_body(std::string_view data) noexcept
             tier_store_ = false;
         }
         w_->fill_progress(store_key_);
+        if (marked_)
+            w_->notify_watchers(hash_);
     }
     if (tier_store_) {
         if (tier_value_.size() + data.size() >
@@ -814,8 +819,9 @@ Fetch::fail(int status, const char* why, bool origin_fault) noexcept
     // Those waiting for this fetch have waited for the same failure: they
     // get its answer now, rather than each trying the origin in turn.
     if (marked_) {
-        pass_fail_fetch(w_->shared(), hash_, w_->pid(), status,
-                        w_->config().collapse_wait);
+        w_->wake_watchers(pass_fail_fetch(w_->shared(), hash_, w_->pid(),
+                                          status, w_->config().collapse_wait),
+                          hash_);
         marked_ = false;
     }
     w_->uncollapse(this);
@@ -891,8 +897,11 @@ Fetch::end(bool pass) noexcept
     }
     if (!store_key_.empty())
         w_->fill_progress(store_key_);
-    if (marked_)
-        pass_clear_fetch(w_->shared(), hash_, w_->pid());
+    if (marked_) {
+        w_->wake_watchers(pass_clear_fetch(w_->shared(), hash_, w_->pid()),
+                          hash_);
+        marked_ = false;
+    }
     w_->uncollapse(this);
     release_waiters(pass);
     if (client_ != nullptr) {

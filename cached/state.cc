@@ -108,14 +108,24 @@ pass_slot(CachedShared* s, uint64_t hash, int64_t now) noexcept
     return victim;
 }
 
-void
+// A new fetch of the same key keeps the watchers (of an expired or failed
+// fetch, or of the claim this fetch made): they are woken when it moves.
+// Anything else returns them, to be woken now (none if the slot held
+// another key).
+uint64_t
 pass_fill(PassSlot* p, uint64_t hash, PassKind kind, int64_t until,
           int32_t pid) noexcept
 {
+    uint64_t watchers = 0;
+    if (p->hash.load(std::memory_order_relaxed) != hash)
+        p->watchers.store(0, std::memory_order_relaxed);
+    else if (kind != PassKind::kFetching)
+        watchers = p->watchers.exchange(0);
     p->until_ms.store(until, std::memory_order_relaxed);
     p->kind.store(static_cast<int32_t>(kind), std::memory_order_relaxed);
     p->pid.store(pid, std::memory_order_relaxed);
     p->hash.store(hash, std::memory_order_release);
+    return watchers;
 }
 
 int64_t
@@ -126,7 +136,7 @@ until_of(int64_t now, double secs) noexcept
 
 }  // namespace
 
-void
+uint64_t
 pass_set(CachedShared* s, uint64_t hash, PassKind kind, double secs,
          int32_t pid) noexcept
 {
@@ -135,12 +145,13 @@ pass_set(CachedShared* s, uint64_t hash, PassKind kind, double secs,
     ShmLock lock(&s->pass_lock);
     int64_t now = now_ms();
     if (PassSlot* p = pass_slot(s, hash, now))
-        pass_fill(p, hash, kind, until_of(now, secs), pid);
+        return pass_fill(p, hash, kind, until_of(now, secs), pid);
+    return 0;
 }
 
 PassHeld
 pass_claim(CachedShared* s, uint64_t hash, double secs, int32_t pid,
-           int64_t waiting_since) noexcept
+           int64_t waiting_since, int watcher) noexcept
 {
     ShmLock lock(&s->pass_lock);
     int64_t now = now_ms();
@@ -156,6 +167,11 @@ pass_claim(CachedShared* s, uint64_t hash, double secs, int32_t pid,
         held.status = p->status.load(std::memory_order_relaxed);
         // A failure answers those that waited for it; a request that
         // came after it tries the origin again.
+        if (held.kind == PassKind::kFetching && held.pid != pid &&
+            watcher >= 0) {
+            p->watchers.fetch_or(watcher_bit(watcher));
+            std::atomic_thread_fence(std::memory_order_seq_cst);
+        }
         if (held.kind == PassKind::kPass || held.kind == PassKind::kFetching ||
             (held.kind == PassKind::kFailed && waiting_since != 0 &&
              waiting_since <= p->since_ms.load(std::memory_order_relaxed)))
@@ -186,27 +202,95 @@ own_fetch(CachedShared* s, uint64_t hash, int32_t pid) noexcept
 
 }  // namespace
 
-void
+uint64_t
 pass_clear_fetch(CachedShared* s, uint64_t hash, int32_t pid) noexcept
 {
     ShmLock lock(&s->pass_lock);
-    if (PassSlot* p = own_fetch(s, hash, pid))
-        p->until_ms.store(0, std::memory_order_relaxed);
+    PassSlot* p = own_fetch(s, hash, pid);
+    if (p == nullptr)
+        return 0;
+    p->until_ms.store(0, std::memory_order_relaxed);
+    return p->watchers.exchange(0);
 }
 
-void
+uint64_t
 pass_fail_fetch(CachedShared* s, uint64_t hash, int32_t pid, int status,
                 double secs) noexcept
 {
     ShmLock lock(&s->pass_lock);
-    if (PassSlot* p = own_fetch(s, hash, pid)) {
-        int64_t now = now_ms();
-        p->since_ms.store(now, std::memory_order_relaxed);
-        p->status.store(status, std::memory_order_relaxed);
-        p->kind.store(static_cast<int32_t>(PassKind::kFailed),
-                      std::memory_order_relaxed);
-        p->until_ms.store(until_of(now, secs), std::memory_order_relaxed);
+    PassSlot* p = own_fetch(s, hash, pid);
+    if (p == nullptr)
+        return 0;
+    int64_t now = now_ms();
+    p->since_ms.store(now, std::memory_order_relaxed);
+    p->status.store(status, std::memory_order_relaxed);
+    p->kind.store(static_cast<int32_t>(PassKind::kFailed),
+                  std::memory_order_relaxed);
+    p->until_ms.store(until_of(now, secs), std::memory_order_relaxed);
+    return p->watchers.exchange(0);
+}
+
+namespace {
+
+// Without the lock: the live slot of `hash`, or null.
+PassSlot*
+live_slot(CachedShared* s, uint64_t hash) noexcept
+{
+    int64_t now = now_ms();
+    for (int i = 0; i < kProbe; ++i) {
+        PassSlot& p = s->pass[(hash + i) % kPassSlots];
+        if (p.hash.load(std::memory_order_acquire) != hash)
+            continue;
+        return p.until_ms.load(std::memory_order_relaxed) > now ? &p : nullptr;
     }
+    return nullptr;
+}
+
+}  // namespace
+
+bool
+pass_watch(CachedShared* s, uint64_t hash, int watcher) noexcept
+{
+    PassSlot* p = live_slot(s, hash);
+    if (p == nullptr || p->kind.load(std::memory_order_relaxed) !=
+                            static_cast<int32_t>(PassKind::kFetching))
+        return false;
+    p->watchers.fetch_or(watcher_bit(watcher));
+    // Pairs with the fence in pass_take_watchers(): the caller's next look
+    // at the fill sees its progress, or the filler sees this bit.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    return true;
+}
+
+int
+watch_slot_claim(CachedShared* s, int32_t pid) noexcept
+{
+    for (int i = 0; i < kWatchSlots; ++i) {
+        int32_t free = 0;
+        if (s->watch_pid[i].compare_exchange_strong(free, pid))
+            return i;
+    }
+    return -1;
+}
+
+void
+watch_slot_release(CachedShared* s, int32_t pid) noexcept
+{
+    for (auto& w : s->watch_pid) {
+        int32_t held = pid;
+        w.compare_exchange_strong(held, 0);
+    }
+}
+
+uint64_t
+pass_take_watchers(CachedShared* s, uint64_t hash) noexcept
+{
+    // The caller published the fill's progress before this fence.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    PassSlot* p = live_slot(s, hash);
+    if (p == nullptr || p->watchers.load(std::memory_order_relaxed) == 0)
+        return 0;
+    return p->watchers.exchange(0);
 }
 
 bool
@@ -282,6 +366,8 @@ CachedState::child_exited(pid_t pid) noexcept
     // at once: a dead object only it pinned is freed, its fills discarded.
     if (store_)
         store_.release_process(pid);
+    if (shared_ != nullptr)
+        watch_slot_release(shared_, static_cast<int32_t>(pid));
 }
 
 bool
@@ -389,7 +475,7 @@ std::string
 CachedState::show_stats() const
 {
     StoreStats s = store_.stats();
-    uint64_t t[14] = {};
+    uint64_t t[15] = {};
     std::string per;
     per +=
         "worker pid requests hits misses stale revalidated passes "
@@ -405,8 +491,8 @@ CachedState::show_stats() const
             &w.stale,           &w.revalidated,   &w.passes,
             &w.collapsed,       &w.not_modified,  &w.bytes_out,
             &w.origin_requests, &w.origin_errors, &w.purges,
-            &w.client_errors,   &w.tier_hits};
-        for (int k = 0; k < 14; ++k)
+            &w.client_errors,   &w.tier_hits,     &w.woken};
+        for (int k = 0; k < 15; ++k)
             t[k] += ld(*f[k]);
         per += "worker " + std::to_string(i) + " " + std::to_string(pid) + " " +
                u64(ld(w.requests)) + " " + u64(ld(w.hits)) + " " +
@@ -438,6 +524,7 @@ CachedState::show_stats() const
     kv("purges", u64(t[11]));
     kv("client_errors", u64(t[12]));
     kv("tier_hits", u64(t[13]));
+    kv("woken", u64(t[14]));
     kv("origin", shared_->origin_down.load() ? "down" : "up");
     kv("objects", u64(s.objects));
     kv("filling", u64(s.filling));
@@ -644,6 +731,9 @@ CachedState::metrics() const
          &WorkerCounters::passes},
         {"cached_collapsed_total", "Requests that waited for another fetch.",
          &WorkerCounters::collapsed},
+        {"cached_woken_total",
+         "Waiting requests woken by another worker's fetch.",
+         &WorkerCounters::woken},
         {"cached_bytes_out_total", "Bytes sent to clients.",
          &WorkerCounters::bytes_out},
         {"cached_origin_requests_total", "Requests sent to the origin.",

@@ -32,6 +32,7 @@ namespace sj {
 inline constexpr int kMaxWorkerSlots = 256;
 inline constexpr int kPassSlots = 8192;
 inline constexpr int kMaxTierNodes = 64;
+inline constexpr int kWatchSlots = 64;  // bits of PassSlot::watchers
 
 // One worker's counters, by worker index; they survive a respawn. A cache
 // line each, so that two workers counting never share one.
@@ -39,7 +40,7 @@ struct alignas(64) WorkerCounters {
     std::atomic<int32_t> pid;
     std::atomic<uint64_t> requests, hits, misses, stale, revalidated, passes,
         collapsed, not_modified, bytes_out, origin_requests, origin_errors,
-        purges, client_errors, tier_hits;
+        purges, client_errors, tier_hits, woken;
 };
 
 // The collapsed-forwarding table: per key hash, until until_ms, "a fetch
@@ -54,6 +55,8 @@ enum class PassKind : int32_t {
 };
 struct PassSlot {
     std::atomic<uint64_t> hash;
+    // kFetching: workers to wake when the fetch moves (bit index % 64).
+    std::atomic<uint64_t> watchers;
     std::atomic<int64_t> until_ms;
     std::atomic<int64_t> since_ms;
     std::atomic<int32_t> kind;
@@ -77,6 +80,12 @@ struct CachedShared {
     // the same key at once exactly one claims the fetch. Reads take no lock.
     ShmMutex pass_lock;
     PassSlot pass[kPassSlots];
+    // The workers that can be woken by another (the pid holding each bit
+    // of PassSlot::watchers, 0 if free; common/worker_wake.h).
+    std::atomic<int32_t> watch_pid[kWatchSlots];
+    // Set by a worker whose wake-up to that slot was dropped (its socket
+    // was full): on its next wake-up it wakes every waiting request.
+    std::atomic<uint32_t> watch_overflow[kWatchSlots];
 };
 
 // A 64-bit FNV-1a hash of a cache key, for the pass table.
@@ -87,8 +96,10 @@ int64_t now_ms() noexcept;
 
 // Reads and writes of the pass table (any process).
 PassKind pass_lookup(CachedShared* s, uint64_t hash, int32_t* pid) noexcept;
-void pass_set(CachedShared* s, uint64_t hash, PassKind kind, double secs,
-              int32_t pid) noexcept;
+// Records `kind` for `hash`; returns the watchers of the fetch it replaced
+// (to be woken).
+uint64_t pass_set(CachedShared* s, uint64_t hash, PassKind kind, double secs,
+                  int32_t pid) noexcept;
 // What pass_claim() found instead of making the claim.
 struct PassHeld {
     PassKind kind = PassKind::kNone;
@@ -99,15 +110,33 @@ struct PassHeld {
 // workers, unless the table says pass, or that a fetch is in flight, or
 // (for a request waiting since `waiting_since` ms, 0 if not waiting) that
 // the fetch it waited for failed. Returns kind kNone when the claim is made
-// (or the table is full).
+// (or the table is full). When it finds another process's fetch in flight,
+// worker `watcher` (>= 0) is added to those woken when that fetch moves.
 PassHeld pass_claim(CachedShared* s, uint64_t hash, double secs, int32_t pid,
-                    int64_t waiting_since) noexcept;
-// Clears a kFetching entry that `pid` owns (its fetch ended).
-void pass_clear_fetch(CachedShared* s, uint64_t hash, int32_t pid) noexcept;
+                    int64_t waiting_since, int watcher = -1) noexcept;
+// Clears a kFetching entry that `pid` owns (its fetch ended). Returns its
+// watchers, to be woken.
+uint64_t pass_clear_fetch(CachedShared* s, uint64_t hash, int32_t pid) noexcept;
 // Turns a kFetching entry that `pid` owns into kFailed with `status`, for
-// `secs` (its fetch failed and nothing was stored).
-void pass_fail_fetch(CachedShared* s, uint64_t hash, int32_t pid, int status,
-                     double secs) noexcept;
+// `secs` (its fetch failed and nothing was stored). Returns its watchers.
+uint64_t pass_fail_fetch(CachedShared* s, uint64_t hash, int32_t pid,
+                         int status, double secs) noexcept;
+// Without the lock, for the fill of a fetch in flight: adds worker
+// `watcher` to those woken when the fetch of `hash` moves (false: no fetch
+// is recorded), and takes the watchers to wake (the fetch moved). Taking
+// them after publishing the move, and checking for it after watching, no
+// wake-up is lost: the two atomic operations on `watchers` are ordered.
+bool pass_watch(CachedShared* s, uint64_t hash, int watcher) noexcept;
+uint64_t pass_take_watchers(CachedShared* s, uint64_t hash) noexcept;
+// The bit of watch slot `index` in PassSlot::watchers.
+inline uint64_t
+watcher_bit(int index) noexcept
+{
+    return uint64_t{1} << (static_cast<unsigned>(index) % kWatchSlots);
+}
+// Takes a free watch slot for `pid` (-1: all taken); gives it back.
+int watch_slot_claim(CachedShared* s, int32_t pid) noexcept;
+void watch_slot_release(CachedShared* s, int32_t pid) noexcept;
 
 // The TLS contexts of one listener: the default certificate and those
 // chosen by SNI.

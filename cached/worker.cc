@@ -31,9 +31,24 @@ CacheWorker::CacheWorker(WorkerContext& ctx, CachedState* state)
       origin_(ctx.loop, ctx.config->cached.origin,
               ctx.config->cached.connect_timeout,
               ctx.config->cached.origin_idle_timeout),
-      alog_(ctx.loop, ctx.config->cached.access_log)
+      alog_(ctx.loop, ctx.config->cached.access_log),
+      wake_(ctx.loop, on_wake, this)
 {
     counters_->pid.store(pid_);
+    watch_slot_ = watch_slot_claim(shared(), pid_);
+    if (watch_slot_ < 0) {
+        log_warn(
+            "more than %d cached workers at once: this one's requests "
+            "for fetches of other workers poll for them",
+            kWatchSlots);
+    } else if (!wake_.open("cached", getppid(), watch_slot_)) {
+        log_warn(
+            "wake-up socket: %s (requests for fetches of other "
+            "workers poll for them)",
+            std::strerror(errno));
+        watch_slot_release(shared(), pid_);
+        watch_slot_ = -1;
+    }
     key_policy_.sort_query = cfg_->sort_query;
     key_policy_.drop_params = cfg_->ignore_params;
     for (const std::string& s : cfg_->purge_allow)
@@ -82,6 +97,9 @@ CacheWorker::~CacheWorker()
     fetches_.clear();
     fetches_all_.clear();
     clients_.clear();
+    wake_.stop();
+    if (watch_slot_ >= 0)
+        watch_slot_release(shared(), pid_);
     counters_->pid.store(0);
 }
 
@@ -254,6 +272,68 @@ bool
 CacheWorker::filling_here(const std::string& key) const noexcept
 {
     return local_fills_.count(key) != 0;
+}
+
+void
+CacheWorker::wait_remote(uint64_t hash, ClientConn* c)
+{
+    remote_waiters_.emplace(hash, c);
+}
+
+void
+CacheWorker::unwait_remote(uint64_t hash, ClientConn* c) noexcept
+{
+    auto [it, end] = remote_waiters_.equal_range(hash);
+    for (; it != end; ++it)
+        if (it->second == c) {
+            remote_waiters_.erase(it);
+            return;
+        }
+}
+
+void
+CacheWorker::notify_watchers(uint64_t hash) noexcept
+{
+    if (uint64_t mask = pass_take_watchers(shared(), hash))
+        wake_watchers(mask, hash);
+}
+
+void
+CacheWorker::wake_watchers(uint64_t mask, uint64_t hash) noexcept
+{
+    for (int i = 0; mask != 0 && i < kWatchSlots; ++i)
+        if ((mask & watcher_bit(i)) != 0 &&
+            !wake_.send(i, &hash, sizeof hash)) {
+            // Its socket is full: it has wake-ups to read, and on the next
+            // it wakes every request waiting there, ours too. Sending
+            // again after setting the flag means one of them is read after
+            // it is set.
+            shared()->watch_overflow[i].store(1);
+            (void)wake_.send(i, &hash, sizeof hash);
+        }
+}
+
+void
+CacheWorker::on_wake(void* arg, const char* msg, size_t len) noexcept
+{
+    auto* self = static_cast<CacheWorker*>(arg);
+    uint64_t hash;
+    if (len != sizeof hash)
+        return;
+    std::memcpy(&hash, msg, sizeof hash);
+    std::atomic<uint32_t>& overflow =
+        self->shared()->watch_overflow[self->watch_slot_];
+    bool all = overflow.load(std::memory_order_relaxed) != 0 &&
+               overflow.exchange(0) != 0;
+    auto [it, end] = all ? std::pair(self->remote_waiters_.begin(),
+                                     self->remote_waiters_.end())
+                         : self->remote_waiters_.equal_range(hash);
+    while (it != end) {
+        ClientConn* c = it->second;
+        it = self->remote_waiters_.erase(it);
+        self->counters_->woken.fetch_add(1, std::memory_order_relaxed);
+        c->remote_wake();
+    }
 }
 
 void

@@ -7,9 +7,10 @@
 // Collapsed forwarding: one Fetch per key is "collapsible" at a time in a
 // worker (fetches_); requests for that key in this worker wait on it and
 // look the key up again when it ends. Across workers the shared pass table
-// (state.h) says "a fetch is in flight in pid P": requests there poll the
-// store briefly. An uncacheable answer marks the key "pass" in the same
-// table so that nobody waits for it again for cached.pass_ttl.
+// (state.h) says "a fetch is in flight in pid P": requests there wait for
+// that worker's wake-up datagram and look again. An uncacheable answer marks
+// the key "pass" in the same table so that nobody waits for it again for
+// cached.pass_ttl.
 
 #include <ev.h>
 
@@ -27,6 +28,7 @@
 #include "common/daemon_main.h"
 #include "common/ip_acl.h"
 #include "common/ready_queue.h"
+#include "common/worker_wake.h"
 
 namespace sj {
 
@@ -93,6 +95,18 @@ public:
     void fill_ended(const std::string& key) noexcept;
     bool filling_here(const std::string& key) const noexcept;
 
+    // Across workers: a client waiting on a fetch or fill of another
+    // worker, recorded in the pass table (state.h) under the key's hash,
+    // is woken by that worker's datagram when the fetch moves. This
+    // worker's watch slot, -1 if it has none (then its clients poll).
+    int watch_slot() const noexcept { return watch_slot_; }
+    void wait_remote(uint64_t hash, ClientConn* c);
+    void unwait_remote(uint64_t hash, ClientConn* c) noexcept;
+    // A fetch of this worker moved (began storing, appended): wake the
+    // workers watching it. wake_watchers() wakes those in `mask`.
+    void notify_watchers(uint64_t hash) noexcept;
+    void wake_watchers(uint64_t mask, uint64_t hash) noexcept;
+
     void close_client(ClientConn* c) noexcept;
     // Is `c` still a live connection with this id (for late callbacks)?
     bool client_alive(ClientConn* c, uint64_t id) const noexcept;
@@ -110,6 +124,7 @@ private:
     static void on_usr1(struct ev_loop*, ev_signal* w, int) noexcept;
     static void on_prepare(struct ev_loop*, ev_prepare* w, int) noexcept;
     static void on_tick(struct ev_loop*, ev_timer* w, int) noexcept;
+    static void on_wake(void* arg, const char* msg, size_t len) noexcept;
     void accept_from(Listener* l) noexcept;
     // Stops (at cached.max_connections) or resumes accepting.
     void pause_accept(bool pause) noexcept;
@@ -135,6 +150,9 @@ private:
     std::unordered_map<std::string, Fetch*> fetches_;
     std::unordered_multimap<std::string, ClientConn*> fill_waiters_;
     std::unordered_map<std::string, int> local_fills_;  // key -> fetches
+    std::unordered_multimap<uint64_t, ClientConn*> remote_waiters_;
+    int watch_slot_ = -1;
+    WorkerWake wake_;
     struct Hot {
         std::shared_ptr<ObjectRef> ref;
         double touched = 0;  // when the store last saw a hit on it

@@ -177,6 +177,79 @@ for my $workers (1, 2) {
     is($d->stop, 0, "$workers worker(s), followed fill: clean stop");
 }
 
+# Across workers a waiting request is woken by the worker whose fetch it
+# waits for, with a datagram, as that fetch moves (its response starts
+# being stored, more of it arrives, it ends); it does not find out by
+# polling. Two keep-alive connections known to be served by different
+# workers: the first asks for an object the origin answers after 0.4 s
+# and sends in ten pieces, the second asks for it 0.1 s later. The second
+# waits in its worker for the first's fetch, then follows the fill; both
+# get the whole body, the origin one request, and show stats counts the
+# wake-ups.
+sub worker_of {
+    my ($d, $sock, $path) = @_;
+    my $before = worker_requests($d);
+    print {$sock} "GET $path HTTP/1.1\r\nHost: test.example\r\n\r\n";
+    my $r = http_read($sock);
+    return undef unless $r->{status} == 200;
+    for (1 .. 50) {
+        my $after = worker_requests($d);
+        my @moved = grep { $after->{$_} > ($before->{$_} // 0) } keys %$after;
+        return $moved[0] if @moved == 1;
+        sleep 0.02;
+    }
+    return undef;
+}
+{
+    my ($tt, $d, $port) = start_cached(origin => $o->address,
+        workers => 2, test => SJ::Test->new,
+        extra => 'collapse_wait = 10.0;');
+    my %conn;    # worker pid -> a connection it serves
+    for my $i (1 .. 20) {
+        last if keys %conn == 2;
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                      PeerPort => $port) or die "connect: $!";
+        my $pid = worker_of($d, $s, "/warm$i?cc=max-age%3D60");
+        $conn{$pid} //= $s if defined $pid;
+        sleep 0.05;
+    }
+    SKIP: {
+        skip 'twenty connections all went to one worker', 5
+            if keys %conn < 2;
+        my ($a, $b) = values %conn;
+        my $path = '/wk?sleep=400&size=200000&pattern=1&trickle=60'
+                 . '&cc=max-age%3D60';
+        my $want = md5_hex(substr(join('', map { sprintf "%015d\n", $_ }
+                                           0 .. 200000 / 16), 0, 200000));
+        my $woken = stats($d)->{woken};
+        my $t0 = time;
+        print {$a} "GET $path HTTP/1.1\r\nHost: test.example\r\n\r\n";
+        sleep 0.1;
+        print {$b} "GET $path HTTP/1.1\r\nHost: test.example\r\n\r\n";
+        my @r = timed_reads($t0, $a, $b);
+        is(join(' ', map { "$_->[1]/$_->[2]/$_->[4]" } @r),
+           join(' ', ("200/200000/$want") x 2),
+           'across workers: both whole');
+        is(scalar($o->requests(qr/^GET \/wk\?/)), 1,
+           'across workers: one origin request');
+        my $n = stats($d)->{woken} - $woken;
+        # Once when the fill starts, then at pieces it was waiting for.
+        ok($n >= 2, "across workers: the waiter was woken by the fetching "
+           . "worker ($n wake-ups)");
+        ok(defined $r[1][0] && defined $r[0][0]
+           && $r[1][0] < $r[0][0] + 0.3,
+           sprintf('across workers: the waiter had its first bytes with '
+                   . 'the fetching client (%.3f s, %.3f s)',
+                   $r[0][0] // -1, $r[1][0] // -1));
+        diag(sprintf('across workers: first bytes %.1f ms apart',
+                     1000 * (($r[1][0] // 0) - ($r[0][0] // 0))));
+        like(join('', map { $_ } grep { /woken/ }
+                  split /\n/, ($d->ctl('show stats'))[1]),
+             qr/^woken: \d+$/, 'show stats lists woken');
+    }
+    is($d->stop, 0, 'across workers: clean stop');
+}
+
 # A client that does not read does not hold the fill back: past a mark it
 # reads the rest from the store like a follower, and the fetch goes on at
 # the origin's pace, so a second client gets the whole 16 MB object while
