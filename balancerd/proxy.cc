@@ -29,7 +29,7 @@ ServerConn::stop_watchers(struct ev_loop* loop) noexcept
 Proxy::Proxy(WorkerContext& ctx, BalancerState* state)
     : loop_(ctx.loop), config_(ctx.config), cfg_(&ctx.config->balancerd),
       table_(state->table()), alog_(ctx.loop, ctx.config->balancerd.access_log),
-      wake_(ctx.loop, on_wake, this)
+      wake_(ctx.loop, on_wake, this), acceptor_(ctx.loop, on_accept, this)
 {
     layout_ = state->layout(ctx.generation);
     CHECK(layout_ != nullptr);
@@ -63,6 +63,8 @@ Proxy::Proxy(WorkerContext& ctx, BalancerState* state)
     for (const std::string& t : cfg_->trusted)
         trusted_.add(t);
     rng_ ^= static_cast<uint64_t>(getpid()) * 0x2545f4914f6cdd1dull;
+    acceptor_.set_limit(static_cast<size_t>(cfg_->max_connections),
+                        "balancerd.max_connections");
     for (const auto& l : ctx.listeners) {
         const TcpListenConfig* tcp = nullptr;
         for (const TcpListenConfig& t : cfg_->tcp)
@@ -79,14 +81,8 @@ Proxy::Proxy(WorkerContext& ctx, BalancerState* state)
                 std::make_unique<TcpProxy>(loop_, l.fd, *tcp, *this, o));
             continue;
         }
-        auto li = std::make_unique<Listener>();
-        li->proxy = this;
-        li->fd = l.fd;
-        li->unix_socket = l.config.address.is_unix();
-        ev_io_init(&li->io, on_accept, l.fd, EV_READ);
-        li->io.data = li.get();
-        ev_io_start(loop_, &li->io);
-        listeners_.push_back(std::move(li));
+        listener_unix_.push_back(l.config.address.is_unix());
+        acceptor_.add(l.fd);
     }
     ev_timer_init(&queue_tick_, on_queue_tick, 0.01, 0.01);
     queue_tick_.data = this;
@@ -102,8 +98,6 @@ Proxy::Proxy(WorkerContext& ctx, BalancerState* state)
 
 Proxy::~Proxy()
 {
-    for (auto& l : listeners_)
-        ev_io_stop(loop_, &l->io);
     for (auto& [p, c] : clients_)
         c->stop_watchers();
     for (auto& [p, s] : servers_)
@@ -134,42 +128,24 @@ Proxy::trusted(const std::string& ip, bool unix_peer) const noexcept
     return unix_peer ? trusted_.allows_unix() : trusted_.matches(ip);
 }
 
-void
-Proxy::on_accept(struct ev_loop*, ev_io* w, int) noexcept
+size_t
+Proxy::on_accept(void* owner, size_t index, UniqueFd fd,
+                 const sockaddr_storage& ss, socklen_t len) noexcept
 {
-    auto* l = static_cast<Listener*>(w->data);
-    l->proxy->accept_from(l);
-}
-
-void
-Proxy::accept_from(Listener* l) noexcept
-{
-    // Workers share the listening socket; a bounded batch keeps one from
-    // starving its own connections.
-    for (int i = 0; i < 64; ++i) {
-        if (clients_.size() >= static_cast<size_t>(cfg_->max_connections))
-            return;
-        sockaddr_storage ss;
-        socklen_t len = sizeof ss;
-        int err = 0;
-        UniqueFd fd = accept_nonblocking(l->fd, &ss, &len, &err);
-        if (!fd) {
-            if (err != EAGAIN && err != ECONNABORTED)
-                log_warn("accept: %s", std::strerror(err));
-            return;
-        }
-        std::string peer =
-            l->unix_socket
-                ? std::string("unix")
-                : format_sockaddr(reinterpret_cast<sockaddr*>(&ss), len);
-        if (!l->unix_socket)
-            set_nodelay(fd.get());
-        auto c = std::make_unique<ClientConn>(this, std::move(fd),
-                                              std::move(peer), l->unix_socket);
-        ClientConn* raw = c.get();
-        clients_.emplace(raw, std::move(c));
-        raw->start();
-    }
+    auto* self = static_cast<Proxy*>(owner);
+    bool unix_socket = self->listener_unix_[index];
+    std::string peer =
+        unix_socket
+            ? std::string("unix")
+            : format_sockaddr(reinterpret_cast<const sockaddr*>(&ss), len);
+    if (!unix_socket)
+        set_nodelay(fd.get());
+    auto c = std::make_unique<ClientConn>(self, std::move(fd), std::move(peer),
+                                          unix_socket);
+    ClientConn* raw = c.get();
+    self->clients_.emplace(raw, std::move(c));
+    raw->start();
+    return self->clients_.size();
 }
 
 void
@@ -223,6 +199,7 @@ Proxy::on_prepare(struct ev_loop*, ev_prepare* w, int) noexcept
     for (ClientConn* c : self->dead_clients_)
         self->clients_.erase(c);
     self->dead_clients_.clear();
+    self->acceptor_.update(self->clients_.size());
     self->maybe_idle();
 }
 
@@ -570,11 +547,7 @@ Proxy::shutdown(std::function<void()> idle) noexcept
 {
     shutting_down_ = true;
     on_idle_ = std::move(idle);
-    for (auto& l : listeners_) {
-        ev_io_stop(loop_, &l->io);
-        ::close(l->fd);
-        l->fd = -1;
-    }
+    acceptor_.close_all();
     // Idle keep-alive connections close now, but a connection accepted
     // and not yet read from carries a request its client already sent:
     // read it first, so a reload never drops one.

@@ -22,6 +22,7 @@
 #include "balancerd/state.h"
 #include "balancerd/tcp_proxy.h"
 #include "balancerd/tcp_router.h"
+#include "common/acceptor.h"
 #include "common/access_log.h"
 #include "common/buffer.h"
 #include "common/daemon_main.h"
@@ -114,13 +115,8 @@ public:
     void close_client(ClientConn* c) noexcept;
 
 private:
-    struct Listener {
-        Proxy* proxy = nullptr;
-        int fd = -1;
-        bool unix_socket = false;
-        ev_io io{};
-    };
-    static void on_accept(struct ev_loop*, ev_io* w, int) noexcept;
+    static size_t on_accept(void* owner, size_t index, UniqueFd fd,
+                            const sockaddr_storage& ss, socklen_t len) noexcept;
     static void on_queue_tick(struct ev_loop*, ev_timer* w, int) noexcept;
     static void server_read(ServerConn* sc) noexcept;
     static void on_wake(void* arg, const char* msg, size_t len) noexcept;
@@ -136,7 +132,6 @@ private:
     // worker it woke, before serving its own.
     static constexpr double kOrderGrace = 0.05;
     static void on_usr1(struct ev_loop*, ev_signal* w, int) noexcept;
-    void accept_from(Listener* l) noexcept;
     void maybe_idle() noexcept;
     PoolRuntime* pool_named(const std::string& name) noexcept;
     // *sticky_wait is set when it failed because the sticky node (slot
@@ -154,7 +149,7 @@ private:
     PoolRuntime* http_pool_ = nullptr;
     IpAcl trusted_;  // peers whose X-Forwarded-For counts
     AccessLog alog_;
-    std::vector<std::unique_ptr<Listener>> listeners_;
+    std::vector<bool> listener_unix_;  // by listener index
     std::map<ClientConn*, std::unique_ptr<ClientConn>> clients_;
     std::map<ServerConn*, std::unique_ptr<ServerConn>> servers_;
     std::vector<std::vector<ServerConn*>> idle_;  // by node slot
@@ -174,6 +169,7 @@ private:
     uint64_t published_ = 0;      // the ticket publish_oldest() last set
     uint64_t deferred_to_ = 0;    // the older ticket order_timer_ waits on
     WorkerWake wake_;             // datagrams from workers that freed a slot
+    Acceptor acceptor_;
     ev_timer order_timer_{};
     ReadyQueue ready_;  // read events of the last poll, run in order
     ev_prepare prepare_{};

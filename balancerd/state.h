@@ -25,6 +25,7 @@
 
 #include "common/config.h"
 #include "common/daemon_main.h"
+#include "common/metrics_server.h"
 #include "common/shm.h"
 #include "common/unique_fd.h"
 
@@ -214,21 +215,16 @@ public:
     std::string metrics() const;
 
 private:
-    struct MetricsConn;
     bool find_node(const std::string& spec, int* slot, std::string* err) const;
     bool open_metrics(const Config& config, std::string* err);
     void prepare_access_log(const Config& config) noexcept;
-    static void on_metrics_accept(struct ev_loop*, ev_io* w, int) noexcept;
 
     struct ev_loop* loop_;
     ShmRegion region_;
     NodeTable table_{nullptr};
     std::map<unsigned, std::shared_ptr<const Layout>> layouts_;
     unsigned current_ = 0;
-    UniqueFd metrics_fd_;
-    std::string metrics_addr_;
-    ev_io metrics_io_{};
-    std::map<MetricsConn*, std::unique_ptr<MetricsConn>> metrics_conns_;
+    MetricsServer metrics_server_;
 };
 
 // Formats rows as aligned columns, the first row being the header.

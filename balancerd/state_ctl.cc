@@ -157,161 +157,28 @@ BalancerState::add_commands(ControlServer& control)
     });
 }
 
-// ---------------------------------------------------------------- metrics
+BalancerState::BalancerState(struct ev_loop* loop)
+    : loop_(loop), metrics_server_(loop, [this] { return metrics(); })
+{}
 
-// One scrape: read a request head (bounded, with a timeout), answer with
-// the exposition and close.
-struct BalancerState::MetricsConn {
-    BalancerState* st = nullptr;
-    UniqueFd fd;
-    Buffer in{16384};
-    Buffer out{64u << 20};
-    ev_io rio{}, wio{};
-    ev_timer timer{};
-
-    ~MetricsConn()
-    {
-        ev_io_stop(st->loop_, &rio);
-        ev_io_stop(st->loop_, &wio);
-        ev_timer_stop(st->loop_, &timer);
-    }
-    void done() noexcept { st->metrics_conns_.erase(this); }
-    void on_read() noexcept
-    {
-        ssize_t n = in.read_from(fd.get());
-        if (n == -EAGAIN)
-            return;
-        if (n <= 0) {
-            done();
-            return;
-        }
-        std::string_view v = in.view();
-        if (v.find("\r\n\r\n") == std::string_view::npos &&
-            v.find("\n\n") == std::string_view::npos)
-            return;
-        ev_io_stop(st->loop_, &rio);
-        std::string body;
-        int status = 200;
-        if (v.substr(0, 12) == "GET /metrics" || v.substr(0, 6) == "GET / ") {
-            body = st->metrics();
-        } else {
-            status = 404;
-            body = "try /metrics\n";
-        }
-        std::string head =
-            "HTTP/1.1 " + std::to_string(status) +
-            (status == 200 ? " OK" : " Not Found") +
-            "\r\nContent-Type: text/plain; version=0.0.4\r\n"
-            "Content-Length: " +
-            std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n";
-        out.append(head);
-        out.append(body);
-        flush();
-    }
-    void flush() noexcept
-    {
-        while (!out.empty()) {
-            ssize_t n = out.write_to(fd.get());
-            if (n == -EAGAIN) {
-                ev_io_start(st->loop_, &wio);
-                return;
-            }
-            if (n < 0)
-                break;
-        }
-        done();
-    }
-};
-
-BalancerState::BalancerState(struct ev_loop* loop) : loop_(loop) {}
-
-BalancerState::~BalancerState()
-{
-    if (metrics_fd_)
-        ev_io_stop(loop_, &metrics_io_);
-}
+BalancerState::~BalancerState() = default;
 
 void
 BalancerState::after_fork() noexcept
 {
-    if (metrics_fd_) {
-        ev_io_stop(loop_, &metrics_io_);
-        metrics_fd_.reset();
-    }
-    for (auto& [p, c] : metrics_conns_)
-        (void)c;
-    // The MetricsConn watchers belong to the parent's loop, which the
-    // child never runs; their fds close with the objects.
-    metrics_conns_.clear();
+    metrics_server_.close();
 }
 
 bool
 BalancerState::open_metrics(const Config& config, std::string* err)
 {
     const std::string& want = config.balancerd.metrics_listen_text;
-    if (want == metrics_addr_)
-        return true;
-    if (metrics_fd_) {
-        ev_io_stop(loop_, &metrics_io_);
-        metrics_fd_.reset();
-        metrics_addr_.clear();
-    }
-    if (want.empty())
-        return true;
     std::string e;
-    UniqueFd fd = listen_socket(config.balancerd.metrics_listen, 64, &e);
-    if (!fd) {
+    if (!metrics_server_.listen(config.balancerd.metrics_listen, want, &e)) {
         *err = "metrics_listen " + want + ": " + e;
         return false;
     }
-    metrics_fd_ = std::move(fd);
-    metrics_addr_ = want;
-    ev_io_init(&metrics_io_, on_metrics_accept, metrics_fd_.get(), EV_READ);
-    metrics_io_.data = this;
-    ev_io_start(loop_, &metrics_io_);
-    log_info("metrics on %s", want.c_str());
     return true;
-}
-
-void
-BalancerState::on_metrics_accept(struct ev_loop* loop, ev_io* w, int) noexcept
-{
-    auto* self = static_cast<BalancerState*>(w->data);
-    for (int i = 0; i < 16; ++i) {
-        int err = 0;
-        UniqueFd fd = accept_nonblocking(self->metrics_fd_.get(), nullptr,
-                                         nullptr, &err);
-        if (!fd)
-            return;
-        if (self->metrics_conns_.size() >= 64)
-            continue;  // closes it: a scraper never needs more
-        auto c = std::make_unique<MetricsConn>();
-        c->st = self;
-        c->fd = std::move(fd);
-        MetricsConn* raw = c.get();
-        ev_io_init(
-            &raw->rio,
-            [](struct ev_loop*, ev_io* iw, int) noexcept {
-                static_cast<MetricsConn*>(iw->data)->on_read();
-            },
-            raw->fd.get(), EV_READ);
-        ev_io_init(
-            &raw->wio,
-            [](struct ev_loop*, ev_io* iw, int) noexcept {
-                static_cast<MetricsConn*>(iw->data)->flush();
-            },
-            raw->fd.get(), EV_WRITE);
-        ev_timer_init(
-            &raw->timer,
-            [](struct ev_loop*, ev_timer* t, int) noexcept {
-                static_cast<MetricsConn*>(t->data)->done();
-            },
-            5.0, 0.);
-        raw->rio.data = raw->wio.data = raw->timer.data = raw;
-        ev_io_start(loop, &raw->rio);
-        ev_timer_start(loop, &raw->timer);
-        self->metrics_conns_.emplace(raw, std::move(c));
-    }
 }
 
 }  // namespace sj

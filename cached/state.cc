@@ -316,7 +316,8 @@ url_to_key(const CachedConfig& config, const std::string& url, std::string* key)
 
 // ---------------------------------------------------------------- state
 
-CachedState::CachedState(struct ev_loop* loop) : loop_(loop)
+CachedState::CachedState(struct ev_loop* loop)
+    : loop_(loop), metrics_server_(loop, [this] { return metrics(); })
 {
     // After logrotate: create the new access log for the workers, which
     // get the same signal from the parent and reopen it.
@@ -356,7 +357,6 @@ CachedState::prepare_access_log() noexcept
 CachedState::~CachedState()
 {
     ev_signal_stop(loop_, &usr1_);
-    ev_io_stop(loop_, &metrics_io_);
 }
 
 void
@@ -444,10 +444,7 @@ void
 CachedState::after_fork() noexcept
 {
     ev_signal_stop(loop_, &usr1_);
-    ev_io_stop(loop_, &metrics_io_);
-    metrics_fd_.reset();
-    // The child never runs the parent's loop: just close the sockets.
-    metrics_conns_.clear();
+    metrics_server_.close();
 }
 
 std::string
@@ -768,107 +765,16 @@ CachedState::metrics() const
     return out;
 }
 
-struct CachedState::MetricsConn {
-    CachedState* state = nullptr;
-    UniqueFd fd;
-    ev_io io{};
-    ev_timer timer{};
-    std::string out;
-    size_t off = 0;
-    bool answered = false;
-};
-
 bool
 CachedState::open_metrics(const Config& config, std::string* err)
 {
     const std::string& want = config.cached.metrics_listen_text;
-    if (want == metrics_addr_)
-        return true;
-    ev_io_stop(loop_, &metrics_io_);
-    metrics_fd_.reset();
-    metrics_addr_.clear();
-    if (want.empty())
-        return true;
-    UniqueFd fd = listen_socket(config.cached.metrics_listen, 64, err);
-    if (!fd)
+    std::string e;
+    if (!metrics_server_.listen(config.cached.metrics_listen, want, &e)) {
+        *err = "metrics_listen " + want + ": " + e;
         return false;
-    metrics_fd_ = std::move(fd);
-    metrics_addr_ = want;
-    ev_io_init(&metrics_io_, on_metrics_accept, metrics_fd_.get(), EV_READ);
-    metrics_io_.data = this;
-    ev_io_start(loop_, &metrics_io_);
+    }
     return true;
-}
-
-void
-CachedState::on_metrics_accept(struct ev_loop* loop, ev_io* w, int) noexcept
-{
-    auto* self = static_cast<CachedState*>(w->data);
-    int err = 0;
-    UniqueFd fd = accept_nonblocking(w->fd, nullptr, nullptr, &err);
-    if (!fd)
-        return;
-    auto c = std::make_unique<MetricsConn>();
-    c->state = self;
-    c->fd = std::move(fd);
-    MetricsConn* raw = c.get();
-    self->metrics_conns_.emplace(raw, std::move(c));
-    ev_io_init(
-        &raw->io,
-        [](struct ev_loop*, ev_io* iow, int) noexcept {
-            auto* m = static_cast<MetricsConn*>(iow->data);
-            auto finish = [m] {
-                ev_io_stop(m->state->loop_, &m->io);
-                ev_timer_stop(m->state->loop_, &m->timer);
-                m->state->metrics_conns_.erase(m);
-            };
-            if (!m->answered) {
-                // Any request gets the metrics: read what came, answer once
-                // the head is in (or the peer stopped sending).
-                char buf[4096];
-                ssize_t n = ::read(m->fd.get(), buf, sizeof buf);
-                if (n < 0 && errno == EAGAIN)
-                    return;
-                if (n <= 0) {
-                    finish();
-                    return;
-                }
-                std::string body = m->state->metrics();
-                m->out =
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; "
-                    "version=0.0.4\r\nContent-Length: " +
-                    std::to_string(body.size()) +
-                    "\r\nConnection: close\r\n\r\n" + body;
-                m->answered = true;
-                ev_io_stop(m->state->loop_, &m->io);
-                ev_io_set(&m->io, m->fd.get(), EV_WRITE);
-                ev_io_start(m->state->loop_, &m->io);
-                return;
-            }
-            while (m->off < m->out.size()) {
-                ssize_t n = ::send(m->fd.get(), m->out.data() + m->off,
-                                   m->out.size() - m->off, MSG_NOSIGNAL);
-                if (n < 0 && errno == EAGAIN)
-                    return;
-                if (n <= 0)
-                    break;
-                m->off += static_cast<size_t>(n);
-            }
-            finish();
-        },
-        raw->fd.get(), EV_READ);
-    raw->io.data = raw;
-    ev_io_start(loop, &raw->io);
-    ev_timer_init(
-        &raw->timer,
-        [](struct ev_loop*, ev_timer* tw, int) noexcept {
-            auto* m = static_cast<MetricsConn*>(tw->data);
-            ev_io_stop(m->state->loop_, &m->io);
-            m->state->metrics_conns_.erase(m);
-        },
-        5.0, 0.);
-    raw->timer.data = raw;
-    ev_timer_start(loop, &raw->timer);
 }
 
 }  // namespace sj

@@ -23,6 +23,7 @@
 #include "cached/store.h"
 #include "common/config.h"
 #include "common/daemon_main.h"
+#include "common/metrics_server.h"
 #include "common/shm.h"
 #include "common/tls.h"
 #include "common/unique_fd.h"
@@ -170,9 +171,7 @@ public:
     size_t purge_url(const std::string& url);
 
 private:
-    struct MetricsConn;
     bool open_metrics(const Config& config, std::string* err);
-    static void on_metrics_accept(struct ev_loop*, ev_io* w, int) noexcept;
     static void on_usr1(struct ev_loop*, ev_signal* w, int) noexcept;
     void prepare_access_log() noexcept;
 
@@ -184,10 +183,7 @@ private:
     size_t memory_ = 0;
     std::map<unsigned, std::vector<ListenerTls>> tls_;
     ev_signal usr1_{};
-    UniqueFd metrics_fd_;
-    std::string metrics_addr_;
-    ev_io metrics_io_{};
-    std::map<MetricsConn*, std::unique_ptr<MetricsConn>> metrics_conns_;
+    MetricsServer metrics_server_;
 };
 
 // Turns "http://Host:80/p?q", "https://host/p" or "host/p" into the

@@ -32,7 +32,7 @@ CacheWorker::CacheWorker(WorkerContext& ctx, CachedState* state)
               ctx.config->cached.connect_timeout,
               ctx.config->cached.origin_idle_timeout),
       alog_(ctx.loop, ctx.config->cached.access_log),
-      wake_(ctx.loop, on_wake, this)
+      wake_(ctx.loop, on_wake, this), acceptor_(ctx.loop, on_accept, this)
 {
     counters_->pid.store(pid_);
     watch_slot_ = watch_slot_claim(shared(), pid_);
@@ -62,16 +62,12 @@ CacheWorker::CacheWorker(WorkerContext& ctx, CachedState* state)
             tier_ = std::make_unique<McTier>(loop_, it->second, o);
         }
     }
-    size_t i = 0;
+    acceptor_.set_limit(static_cast<size_t>(cfg_->max_connections),
+                        "cached.max_connections");
     for (const auto& l : ctx.listeners) {
-        auto li = std::make_unique<Listener>();
-        li->worker = this;
-        li->fd = l.fd;
-        li->tls = state->tls_ctx(ctx.generation, i++);
-        ev_io_init(&li->io, on_accept, l.fd, EV_READ);
-        li->io.data = li.get();
-        ev_io_start(loop_, &li->io);
-        listeners_.push_back(std::move(li));
+        listener_tls_.push_back(
+            state->tls_ctx(ctx.generation, listener_tls_.size()));
+        acceptor_.add(l.fd);
     }
     ev_signal_init(&usr1_, on_usr1, SIGUSR1);
     usr1_.data = this;
@@ -87,8 +83,6 @@ CacheWorker::CacheWorker(WorkerContext& ctx, CachedState* state)
 
 CacheWorker::~CacheWorker()
 {
-    for (auto& l : listeners_)
-        ev_io_stop(loop_, &l->io);
     ev_signal_stop(loop_, &usr1_);
     ev_prepare_stop(loop_, &prepare_);
     ev_timer_stop(loop_, &tick_);
@@ -369,10 +363,7 @@ CacheWorker::on_prepare(struct ev_loop*, ev_prepare* w, int) noexcept
         for (ClientConn* c : cs)
             self->clients_.erase(c);
     }
-    if (self->accept_paused_ &&
-        self->clients_.size() <
-            static_cast<size_t>(self->cfg_->max_connections))
-        self->pause_accept(false);
+    self->acceptor_.update(self->clients_.size());
     self->maybe_idle();
 }
 
@@ -399,74 +390,29 @@ CacheWorker::on_tick(struct ev_loop*, ev_timer* w, int) noexcept
         self->tier_->set_health(nodes[i].name, s->tier_up[i].load() != 0);
 }
 
-void
-CacheWorker::on_accept(struct ev_loop*, ev_io* w, int) noexcept
+size_t
+CacheWorker::on_accept(void* owner, size_t index, UniqueFd fd,
+                       const sockaddr_storage& ss, socklen_t len) noexcept
 {
-    auto* l = static_cast<Listener*>(w->data);
-    l->worker->accept_from(l);
-}
-
-void
-CacheWorker::accept_from(Listener* l) noexcept
-{
-    // Several workers share the listening socket; take a bounded batch so
-    // one worker does not starve its own connections.
-    for (int i = 0; i < 64; ++i) {
-        if (clients_.size() >= static_cast<size_t>(cfg_->max_connections)) {
-            // Like nginx's worker_connections: the connections wait in the
-            // backlog (or go to another worker) until one here closes.
-            pause_accept(true);
-            return;
-        }
-        sockaddr_storage ss;
-        socklen_t len = sizeof ss;
-        int err = 0;
-        UniqueFd fd = accept_nonblocking(l->fd, &ss, &len, &err);
-        if (!fd) {
-            if (err != EAGAIN && err != ECONNABORTED)
-                log_warn("accept: %s", std::strerror(err));
-            return;
-        }
-        set_nodelay(fd.get());
-        char ip[INET6_ADDRSTRLEN] = "";
-        if (ss.ss_family == AF_INET)
-            inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&ss)->sin_addr,
-                      ip, sizeof ip);
-        else if (ss.ss_family == AF_INET6)
-            inet_ntop(AF_INET6,
-                      &reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr, ip,
-                      sizeof ip);
-        auto c = std::make_unique<ClientConn>(
-            this, std::move(fd),
-            format_sockaddr(reinterpret_cast<sockaddr*>(&ss), len), ip, l->tls);
-        ClientConn* raw = c.get();
-        raw->set_id(next_id_++);
-        clients_.emplace(raw, std::move(c));
-        raw->start();
-    }
-}
-
-void
-CacheWorker::pause_accept(bool pause) noexcept
-{
-    if (pause == accept_paused_ || shutting_down_)
-        return;
-    accept_paused_ = pause;
-    if (pause)
-        log_warn(
-            "worker %d: %d connections (cached.max_connections): not "
-            "accepting until one closes",
-            static_cast<int>(pid_), cfg_->max_connections);
-    else
-        log_info("worker %d: accepting again", static_cast<int>(pid_));
-    for (auto& l : listeners_) {
-        if (l->fd < 0)
-            continue;
-        if (pause)
-            ev_io_stop(loop_, &l->io);
-        else
-            ev_io_start(loop_, &l->io);
-    }
+    auto* self = static_cast<CacheWorker*>(owner);
+    set_nodelay(fd.get());
+    char ip[INET6_ADDRSTRLEN] = "";
+    if (ss.ss_family == AF_INET)
+        inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&ss)->sin_addr,
+                  ip, sizeof ip);
+    else if (ss.ss_family == AF_INET6)
+        inet_ntop(AF_INET6,
+                  &reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_addr, ip,
+                  sizeof ip);
+    auto c = std::make_unique<ClientConn>(
+        self, std::move(fd),
+        format_sockaddr(reinterpret_cast<const sockaddr*>(&ss), len), ip,
+        self->listener_tls_[index]);
+    ClientConn* raw = c.get();
+    raw->set_id(self->next_id_++);
+    self->clients_.emplace(raw, std::move(c));
+    raw->start();
+    return self->clients_.size();
 }
 
 void
@@ -474,11 +420,7 @@ CacheWorker::shutdown(std::function<void()> idle) noexcept
 {
     shutting_down_ = true;
     on_idle_ = std::move(idle);
-    for (auto& l : listeners_) {
-        ev_io_stop(loop_, &l->io);
-        ::close(l->fd);
-        l->fd = -1;
-    }
+    acceptor_.close_all();
     std::vector<ClientConn*> waiting;
     for (auto& [p, c] : clients_)
         if (c->idle())

@@ -24,6 +24,7 @@
 #include "cached/origin.h"
 #include "cached/state.h"
 #include "cached/store.h"
+#include "common/acceptor.h"
 #include "common/access_log.h"
 #include "common/daemon_main.h"
 #include "common/ip_acl.h"
@@ -114,20 +115,12 @@ public:
     size_t purge_key(const std::string& primary) noexcept;
 
 private:
-    struct Listener {
-        CacheWorker* worker = nullptr;
-        int fd = -1;
-        SSL_CTX* tls = nullptr;
-        ev_io io{};
-    };
-    static void on_accept(struct ev_loop*, ev_io* w, int) noexcept;
+    static size_t on_accept(void* owner, size_t index, UniqueFd fd,
+                            const sockaddr_storage& ss, socklen_t len) noexcept;
     static void on_usr1(struct ev_loop*, ev_signal* w, int) noexcept;
     static void on_prepare(struct ev_loop*, ev_prepare* w, int) noexcept;
     static void on_tick(struct ev_loop*, ev_timer* w, int) noexcept;
     static void on_wake(void* arg, const char* msg, size_t len) noexcept;
-    void accept_from(Listener* l) noexcept;
-    // Stops (at cached.max_connections) or resumes accepting.
-    void pause_accept(bool pause) noexcept;
     void maybe_idle() noexcept;
 
     struct ev_loop* loop_;
@@ -144,7 +137,7 @@ private:
     FreshnessPolicy freshness_;
     IpAcl purge_acl_;  // who may send PURGE
     uint64_t next_id_ = 1;
-    std::vector<std::unique_ptr<Listener>> listeners_;
+    std::vector<SSL_CTX*> listener_tls_;  // by listener index
     std::map<ClientConn*, std::unique_ptr<ClientConn>> clients_;
     std::map<Fetch*, std::unique_ptr<Fetch>> fetches_all_;
     std::unordered_map<std::string, Fetch*> fetches_;
@@ -153,6 +146,7 @@ private:
     std::unordered_multimap<uint64_t, ClientConn*> remote_waiters_;
     int watch_slot_ = -1;
     WorkerWake wake_;
+    Acceptor acceptor_;
     struct Hot {
         std::shared_ptr<ObjectRef> ref;
         double touched = 0;  // when the store last saw a hit on it
@@ -166,7 +160,6 @@ private:
     ev_prepare prepare_{};
     ev_timer tick_{};
     bool shutting_down_ = false;
-    bool accept_paused_ = false;
     std::function<void()> on_idle_;
 };
 

@@ -1,0 +1,79 @@
+#pragma once
+// The listening sockets of one worker process.
+//
+// The workers of a generation share each listening socket. A worker takes
+// a bounded batch of connections per wake-up, so that a burst of new
+// clients does not starve the ones it already serves. At its connection
+// limit it stops watching the sockets, leaving new clients in the kernel's
+// backlog or to another worker, and starts again when its owner reports
+// that connections closed. (Watching a readable listening socket it does
+// not accept from would wake its loop at once, every time: a busy loop.)
+// Out of file descriptors or kernel memory, it stops watching for 100 ms
+// for the same reason, with one log line per such spell.
+
+#include <ev.h>
+#include <sys/socket.h>
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/unique_fd.h"
+
+namespace sj {
+
+class Acceptor {
+public:
+    // Takes a connection accepted on listener `index` (in the order of
+    // add()); returns how many connections the owner now holds.
+    using Handler = size_t (*)(void* owner, size_t index, UniqueFd fd,
+                               const sockaddr_storage& peer,
+                               socklen_t len) noexcept;
+
+    Acceptor(struct ev_loop* loop, Handler handler, void* owner) noexcept;
+    ~Acceptor();
+    Acceptor(const Acceptor&) = delete;
+    Acceptor& operator=(const Acceptor&) = delete;
+
+    // Watches listening socket `fd` (not owned until close_all()).
+    void add(int fd);
+    // The most connections the owner takes; `name` is the setting, for
+    // the log lines when accepting stops and starts again.
+    void set_limit(size_t limit, std::string name);
+    // The owner holds `n` connections now (some closed): accepting starts
+    // again below the limit.
+    void update(size_t n) noexcept;
+    // Stops watching and closes the listening sockets, for good.
+    void close_all() noexcept;
+    bool paused() const noexcept { return paused_; }
+    bool starved() const noexcept { return starved_; }
+
+    static constexpr int kBatch = 64;
+    static constexpr double kRetry = 0.1;
+
+private:
+    struct Listener {
+        Acceptor* acceptor = nullptr;
+        int fd = -1;
+        size_t index = 0;
+        ev_io io{};
+    };
+    static void on_readable(struct ev_loop*, ev_io* w, int) noexcept;
+    static void on_retry(struct ev_loop*, ev_timer* w, int) noexcept;
+    void accept_from(Listener* l) noexcept;
+    void watch(bool on) noexcept;
+
+    struct ev_loop* loop_;
+    Handler handler_;
+    void* owner_;
+    std::vector<std::unique_ptr<Listener>> listeners_;
+    size_t limit_ = static_cast<size_t>(-1);
+    std::string limit_name_;
+    bool paused_ = false;   // at the limit
+    bool starved_ = false;  // out of descriptors: retry_ runs
+    bool closed_ = false;
+    ev_timer retry_{};
+};
+
+}  // namespace sj
