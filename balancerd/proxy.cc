@@ -77,6 +77,8 @@ Proxy::Proxy(WorkerContext& ctx, BalancerState* state)
                                     : cfg_->connect_timeout;
             o.idle_timeout = tcp->idle_timeout;
             o.retries = config_->pools.at(tcp->pool).retries;
+            o.max_connections = static_cast<size_t>(cfg_->max_connections);
+            o.limit_name = "balancerd.max_connections";
             tcp_.push_back(
                 std::make_unique<TcpProxy>(loop_, l.fd, *tcp, *this, o));
             continue;

@@ -23,13 +23,9 @@ namespace {
 // How often the writer epoch is looked at: a client of the old writer is
 // cut off at most this long after the change (plus one loop iteration).
 constexpr double kWriterCheckInterval = 0.1;
-// How long accepting pauses after running out of descriptors or memory;
-// the listening socket would otherwise wake the loop in a busy circle.
-constexpr double kAcceptPause = 0.1;
 // Read/write rounds per event and direction, so that one fast pair of
 // peers cannot keep the loop from the other connections.
 constexpr int kMaxRounds = 4;
-constexpr int kAcceptBatch = 64;
 
 void
 set_io(struct ev_loop* loop, ev_io* w, bool on) noexcept
@@ -342,23 +338,23 @@ TcpProxy::TcpProxy(struct ev_loop* loop, int listen_fd,
     : loop_(loop), listen_fd_(listen_fd), config_(config),
       label_("tcp " + (config.listen_text.empty() ? config.listen.to_string()
                                                   : config.listen_text)),
-      writer_route_(config.route == "writer"), router_(router), opts_(opts)
+      writer_route_(config.route == "writer"), router_(router), opts_(opts),
+      acceptor_(loop, on_accept, this)
 {
     CHECK(opts_.buffer > 0);
-    ev_io_init(&accept_io_, on_accept, listen_fd_.get(), EV_READ);
-    ev_init(&accept_resume_, on_accept_resume);
     ev_init(&writer_timer_, on_writer_check);
-    accept_io_.data = accept_resume_.data = writer_timer_.data = this;
+    writer_timer_.data = this;
     writer_timer_.repeat = kWriterCheckInterval;
     if (writer_route_)
         last_epoch_ = router_.writer_epoch(config_.pool);
-    ev_io_start(loop_, &accept_io_);
+    acceptor_.set_limit(opts_.max_connections,
+                        opts_.limit_name + ", " + label_);
+    acceptor_.add(listen_fd_.get());
 }
 
 TcpProxy::~TcpProxy()
 {
-    ev_io_stop(loop_, &accept_io_);
-    ev_timer_stop(loop_, &accept_resume_);
+    acceptor_.stop();
     ev_timer_stop(loop_, &writer_timer_);
     for (Conn& c : conns_) {
         c.stop_watchers();
@@ -368,52 +364,23 @@ TcpProxy::~TcpProxy()
 }
 
 void
-TcpProxy::on_accept(struct ev_loop*, ev_io* w, int) noexcept
-{
-    static_cast<TcpProxy*>(w->data)->accept_batch();
-}
-
-void
-TcpProxy::on_accept_resume(struct ev_loop*, ev_timer* w, int) noexcept
-{
-    auto* p = static_cast<TcpProxy*>(w->data);
-    if (!p->shutting_down_)
-        ev_io_start(p->loop_, &p->accept_io_);
-}
-
-void
 TcpProxy::on_writer_check(struct ev_loop*, ev_timer* w, int) noexcept
 {
     static_cast<TcpProxy*>(w->data)->check_writer();
 }
 
-void
-TcpProxy::accept_batch() noexcept
+size_t
+TcpProxy::on_accept(void* owner, size_t, UniqueFd fd,
+                    const sockaddr_storage& ss, socklen_t len) noexcept
 {
-    // Other workers may share the listening socket: a bounded batch, so
-    // this one's relayed connections are not starved by a burst.
-    for (int i = 0; i < kAcceptBatch; ++i) {
-        sockaddr_storage ss;
-        socklen_t len = sizeof ss;
-        int err = 0;
-        UniqueFd fd = accept_nonblocking(listen_fd_.get(), &ss, &len, &err);
-        if (!fd) {
-            if (err == EAGAIN || err == ECONNABORTED)
-                return;
-            log_warn("%s: accept: %s; pausing for %g s", label_.c_str(),
-                     std::strerror(err), kAcceptPause);
-            ev_io_stop(loop_, &accept_io_);
-            ev_timer_set(&accept_resume_, kAcceptPause, 0.0);
-            ev_timer_start(loop_, &accept_resume_);
-            return;
-        }
-        std::string peer =
-            format_sockaddr(reinterpret_cast<sockaddr*>(&ss), len);
-        Conn& c = conns_.emplace_back(this, std::move(fd), std::move(peer));
-        c.self = std::prev(conns_.end());
-        update_writer_timer();
-        c.connect_next(-1);  // may end c
-    }
+    auto* self = static_cast<TcpProxy*>(owner);
+    std::string peer =
+        format_sockaddr(reinterpret_cast<const sockaddr*>(&ss), len);
+    Conn& c = self->conns_.emplace_back(self, std::move(fd), std::move(peer));
+    c.self = std::prev(self->conns_.end());
+    self->update_writer_timer();
+    c.connect_next(-1);  // may end c
+    return self->conns_.size();
 }
 
 void
@@ -475,6 +442,7 @@ TcpProxy::finish(Conn* c) noexcept
     if (c->opened)
         router_.closed(c->route.node, c->bytes_in, c->bytes_out);
     conns_.erase(c->self);
+    acceptor_.update(conns_.size());
     update_writer_timer();
     maybe_idle();
 }
@@ -495,8 +463,7 @@ TcpProxy::shutdown(std::function<void()> idle) noexcept
     CHECK(!shutting_down_);
     shutting_down_ = true;
     on_idle_ = std::move(idle);
-    ev_io_stop(loop_, &accept_io_);
-    ev_timer_stop(loop_, &accept_resume_);
+    acceptor_.stop();
     listen_fd_.reset();
     maybe_idle();
 }

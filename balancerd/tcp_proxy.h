@@ -23,6 +23,7 @@
 #include <string>
 
 #include "balancerd/tcp_router.h"
+#include "common/acceptor.h"
 #include "common/config.h"
 #include "common/unique_fd.h"
 
@@ -33,6 +34,10 @@ struct TcpProxyOptions {
     double idle_timeout = 600.0;   // no byte either way
     int retries = 2;               // further attempts after a failed connect
     size_t buffer = 64 * 1024;     // per direction and connection
+    // Relayed connections at once; at the limit accepting stops until one
+    // ends. `limit_name` names the setting in the log line.
+    size_t max_connections = static_cast<size_t>(-1);
+    std::string limit_name = "max_connections";
 };
 
 class TcpProxy {
@@ -65,10 +70,9 @@ private:
     struct Conn;
     friend struct Conn;
 
-    static void on_accept(struct ev_loop*, ev_io* w, int) noexcept;
-    static void on_accept_resume(struct ev_loop*, ev_timer* w, int) noexcept;
+    static size_t on_accept(void* owner, size_t index, UniqueFd fd,
+                            const sockaddr_storage& ss, socklen_t len) noexcept;
     static void on_writer_check(struct ev_loop*, ev_timer* w, int) noexcept;
-    void accept_batch() noexcept;
     void check_writer() noexcept;
     // Ends `c`: stops its watchers, closes both sockets, tells the router
     // if the node connection had been opened, and frees it.
@@ -85,9 +89,8 @@ private:
     bool writer_route_;
     TcpRouter& router_;
     TcpProxyOptions opts_;
-    ev_io accept_io_{};
-    ev_timer accept_resume_{};  // accepting paused after EMFILE and such
-    ev_timer writer_timer_{};   // runs while writer-routed connections exist
+    Acceptor acceptor_;
+    ev_timer writer_timer_{};  // runs while writer-routed connections exist
     uint64_t last_epoch_ = 0;
     // A list, so a Conn never moves (its watchers point at it) and ends in
     // O(1) through the iterator it keeps.

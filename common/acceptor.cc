@@ -56,11 +56,17 @@ Acceptor::update(size_t n) noexcept
 }
 
 void
-Acceptor::close_all() noexcept
+Acceptor::stop() noexcept
 {
     watch(false);
     ev_timer_stop(loop_, &retry_);
     closed_ = true;
+}
+
+void
+Acceptor::close_all() noexcept
+{
+    stop();
     for (auto& l : listeners_)
         if (l->fd >= 0) {
             ::close(l->fd);

@@ -44,7 +44,9 @@ public:
     // The owner holds `n` connections now (some closed): accepting starts
     // again below the limit.
     void update(size_t n) noexcept;
-    // Stops watching and closes the listening sockets, for good.
+    // Stops watching the listening sockets, for good; close_all() also
+    // closes them.
+    void stop() noexcept;
     void close_all() noexcept;
     bool paused() const noexcept { return paused_; }
     bool starved() const noexcept { return starved_; }

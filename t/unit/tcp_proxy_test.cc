@@ -820,6 +820,39 @@ test_idle(Harness& h, EchoServer& a)
     tap::ok(log_has("idle for 0.3 s; closing"), "idle: logged");
 }
 
+// At max_connections the proxy stops accepting: the next client waits in
+// the backlog, unrelayed, until a relayed connection ends.
+void
+test_limit(Harness& h, EchoServer& a)
+{
+    FakeRouter r({{"a", a.port()}});
+    sj::TcpProxyOptions opts;
+    opts.max_connections = 2;
+    opts.limit_name = "test.max_connections";
+    Proxy px(h, r, "php", "", opts);
+    bool two = false, third_waits = false, third_later = false;
+    h.run_client(
+        [&] {
+            int c1 = sjtest::dial_loopback(px.port, 5);
+            int c2 = sjtest::dial_loopback(px.port, 5);
+            two = ping(c1) && ping(c2);
+            int c3 = sjtest::dial_loopback(px.port, 1);
+            third_waits = c3 >= 0 && !ping(c3, "wait");  // 1 s timeout
+            ::close(c1);
+            // The "wait" sent above comes back first once relayed.
+            third_later = read_n(c3, 4) == "wait" && ping(c3);
+            ::close(c2);
+            ::close(c3);
+        },
+        15.0);
+    tap::ok(two, "limit: two connections relayed");
+    tap::ok(third_waits, "limit: the third is not relayed at the limit");
+    tap::ok(third_later, "limit: relayed once one of the two closed");
+    tap::ok(log_has("2 connections (test.max_connections, tcp 127.0.0.1:"),
+            "limit: the pause is logged");
+    h.run_for(2.0, [&] { return r.closed_count() == 3; });
+}
+
 void
 test_shutdown(Harness& h, EchoServer& a)
 {
@@ -912,6 +945,7 @@ main()
         test_no_node(h, a);
         test_writer_change(h, a, b);
         test_idle(h, a);
+        test_limit(h, a);
         test_shutdown(h, a);
         test_destructor(h, a);
     }
