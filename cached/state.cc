@@ -262,6 +262,40 @@ pass_watch(CachedShared* s, uint64_t hash, int watcher) noexcept
     return true;
 }
 
+void
+pass_release_process(CachedShared* s, int32_t pid,
+                     void (*wake)(void* arg, uint64_t hash,
+                                  uint64_t watchers) noexcept,
+                     void* arg) noexcept
+{
+    ShmLock lock(&s->pass_lock);
+    for (PassSlot& p : s->pass) {
+        if (p.hash.load(std::memory_order_relaxed) == 0 ||
+            p.pid.load(std::memory_order_relaxed) != pid ||
+            p.kind.load(std::memory_order_relaxed) !=
+                static_cast<int32_t>(PassKind::kFetching))
+            continue;
+        p.until_ms.store(0, std::memory_order_relaxed);
+        if (uint64_t w = p.watchers.exchange(0))
+            wake(arg, p.hash.load(std::memory_order_relaxed), w);
+    }
+}
+
+void
+wake_watchers(CachedShared* s, WorkerWake& wake, uint64_t mask,
+              uint64_t hash) noexcept
+{
+    for (int i = 0; mask != 0 && i < kWatchSlots; ++i)
+        if ((mask & watcher_bit(i)) != 0 && !wake.send(i, &hash, sizeof hash)) {
+            // Its socket is full: it has wake-ups to read, and on the next
+            // it wakes every request waiting there, ours too. Sending again
+            // after setting the flag means one of them is read after it is
+            // set.
+            s->watch_overflow[i].store(1);
+            (void)wake.send(i, &hash, sizeof hash);
+        }
+}
+
 int
 watch_slot_claim(CachedShared* s, int32_t pid) noexcept
 {
@@ -317,7 +351,8 @@ url_to_key(const CachedConfig& config, const std::string& url, std::string* key)
 // ---------------------------------------------------------------- state
 
 CachedState::CachedState(struct ev_loop* loop)
-    : loop_(loop), metrics_server_(loop, [this] { return metrics(); })
+    : loop_(loop), metrics_server_(loop, [this] { return metrics(); }),
+      wake_(loop, nullptr, nullptr)
 {
     // After logrotate: create the new access log for the workers, which
     // get the same signal from the parent and reopen it.
@@ -366,8 +401,22 @@ CachedState::child_exited(pid_t pid) noexcept
     // at once: a dead object only it pinned is freed, its fills discarded.
     if (store_)
         store_.release_process(pid);
-    if (shared_ != nullptr)
+    if (shared_ != nullptr) {
+        // Requests waiting for its fetches go to the origin now, rather
+        // than when cached.collapse_wait runs out.
+        // The workers name their wake-up sockets after this process (the
+        // one that forked them, which may not be the one that made us).
+        if (wake_pid_ != getpid() && wake_.open_sender("cached", getpid()))
+            wake_pid_ = getpid();
+        pass_release_process(
+            shared_, static_cast<int32_t>(pid),
+            [](void* arg, uint64_t hash, uint64_t watchers) noexcept {
+                auto* self = static_cast<CachedState*>(arg);
+                wake_watchers(self->shared_, self->wake_, watchers, hash);
+            },
+            this);
         watch_slot_release(shared_, static_cast<int32_t>(pid));
+    }
 }
 
 bool

@@ -27,6 +27,7 @@
 #include "common/shm.h"
 #include "common/tls.h"
 #include "common/unique_fd.h"
+#include "common/worker_wake.h"
 
 namespace sj {
 
@@ -135,6 +136,17 @@ watcher_bit(int index) noexcept
 {
     return uint64_t{1} << (static_cast<unsigned>(index) % kWatchSlots);
 }
+// The fetches `pid` had in flight (it died): cleared, so that requests
+// waiting for them fetch for themselves; calls wake(hash, watchers) for
+// each that had watchers. Takes the lock.
+void pass_release_process(CachedShared* s, int32_t pid,
+                          void (*wake)(void* arg, uint64_t hash,
+                                       uint64_t watchers) noexcept,
+                          void* arg) noexcept;
+// Sends `hash` to the workers of watch slots `mask` (a full socket sets
+// the slot's watch_overflow).
+void wake_watchers(CachedShared* s, WorkerWake& wake, uint64_t mask,
+                   uint64_t hash) noexcept;
 // Takes a free watch slot for `pid` (-1: all taken); gives it back.
 int watch_slot_claim(CachedShared* s, int32_t pid) noexcept;
 void watch_slot_release(CachedShared* s, int32_t pid) noexcept;
@@ -184,6 +196,8 @@ private:
     std::map<unsigned, std::vector<ListenerTls>> tls_;
     ev_signal usr1_{};
     MetricsServer metrics_server_;
+    WorkerWake wake_;     // to wake the workers watching a dead one's fetch
+    pid_t wake_pid_ = 0;  // the process wake_ was opened for
 };
 
 // Turns "http://Host:80/p?q", "https://host/p" or "host/p" into the

@@ -295,16 +295,7 @@ CacheWorker::notify_watchers(uint64_t hash) noexcept
 void
 CacheWorker::wake_watchers(uint64_t mask, uint64_t hash) noexcept
 {
-    for (int i = 0; mask != 0 && i < kWatchSlots; ++i)
-        if ((mask & watcher_bit(i)) != 0 &&
-            !wake_.send(i, &hash, sizeof hash)) {
-            // Its socket is full: it has wake-ups to read, and on the next
-            // it wakes every request waiting there, ours too. Sending
-            // again after setting the flag means one of them is read after
-            // it is set.
-            shared()->watch_overflow[i].store(1);
-            (void)wake_.send(i, &hash, sizeof hash);
-        }
+    sj::wake_watchers(shared(), wake_, mask, hash);
 }
 
 void

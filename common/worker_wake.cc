@@ -60,6 +60,16 @@ WorkerWake::open(const char* daemon, pid_t parent, int index) noexcept
     return true;
 }
 
+bool
+WorkerWake::open_sender(const char* daemon, pid_t parent) noexcept
+{
+    stop();
+    daemon_ = daemon;
+    parent_ = parent;
+    fd_.reset(::socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    return static_cast<bool>(fd_);
+}
+
 void
 WorkerWake::stop() noexcept
 {

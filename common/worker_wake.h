@@ -39,6 +39,9 @@ public:
     // starts watching it. False (errno set) if it could not be bound;
     // messages can still be sent.
     bool open(const char* daemon, pid_t parent, int index) noexcept;
+    // Only sends, to the workers of instance (`daemon`, `parent`): for the
+    // parent itself, which has no index.
+    bool open_sender(const char* daemon, pid_t parent) noexcept;
     void stop() noexcept;
     bool is_open() const noexcept { return bound_; }
 

@@ -214,9 +214,10 @@ sub worker_of {
         sleep 0.05;
     }
     SKIP: {
-        skip 'twenty connections all went to one worker', 5
+        skip 'twenty connections all went to one worker', 8
             if keys %conn < 2;
-        my ($a, $b) = values %conn;
+        my ($pid_a, $pid_b) = keys %conn;
+        my ($a, $b) = @conn{$pid_a, $pid_b};
         my $path = '/wk?sleep=400&size=200000&pattern=1&trickle=60'
                  . '&cc=max-age%3D60';
         my $want = md5_hex(substr(join('', map { sprintf "%015d\n", $_ }
@@ -246,6 +247,26 @@ sub worker_of {
         like(join('', map { $_ } grep { /woken/ }
                   split /\n/, ($d->ctl('show stats'))[1]),
              qr/^woken: \d+$/, 'show stats lists woken');
+
+        # The worker fetching for others is killed: the request waiting
+        # for it in the other worker fetches for itself at once (the
+        # parent clears the dead worker's claims and wakes the watchers),
+        # not once collapse_wait (10 s here) has run out.
+        $path = '/dead?sleep=1500&cc=max-age%3D60';
+        print {$a} "GET $path HTTP/1.1\r\nHost: test.example\r\n\r\n";
+        sleep 0.2;
+        print {$b} "GET $path HTTP/1.1\r\nHost: test.example\r\n\r\n";
+        sleep 0.2;
+        kill 'KILL', $pid_a;
+        $t0 = time;
+        my $r = http_read($b, timeout => 15);
+        my $el = time - $t0;
+        is($r->{status}, 200, 'fetching worker killed: the waiter in the '
+           . 'other worker is answered');
+        ok($el < 5, sprintf('at once, not after collapse_wait (%.2f s)',
+                            $el));
+        is(scalar($o->requests(qr/^GET \/dead\?/)), 2,
+           'by a fetch of its own');
     }
     is($d->stop, 0, 'across workers: clean stop');
 }

@@ -71,6 +71,13 @@ main()
         tap::is(other.got.size(), size_t{0},
                 "the other instance's worker 1 got nothing");
 
+        // The parent only sends: it reaches its workers by index.
+        WorkerWake parent_side(loop, nullptr, nullptr);
+        tap::ok(parent_side.open_sender("wake-test", parent), "a sender opens");
+        tap::ok(parent_side.send(0, "p", 1), "and sends to worker 0");
+        drain(loop);
+        tap::ok(a.got.size() == 2 && a.got[1] == "p", "which gets it");
+
         // A message to a worker that is not there is dropped, and says so.
         tap::ok(!wa.send(7, "x", 1), "a message to no worker: dropped");
         // Many at once: the kernel queues a few (net.unix.max_dgram_qlen);
