@@ -38,10 +38,19 @@ Acceptor::add(int fd)
 }
 
 void
-Acceptor::set_limit(size_t limit, std::string name)
+Acceptor::set_limit(size_t limit, std::string name, std::string who)
 {
     limit_ = limit;
     limit_name_ = std::move(name);
+    who_ = std::move(who);
+}
+
+const std::string&
+Acceptor::who() noexcept
+{
+    if (who_.empty())
+        who_ = "worker " + std::to_string(getpid());
+    return who_;
 }
 
 void
@@ -49,7 +58,7 @@ Acceptor::update(size_t n) noexcept
 {
     if (paused_ && n < limit_ && !closed_) {
         paused_ = false;
-        log_info("worker %d: accepting again", static_cast<int>(getpid()));
+        log_info("%s: accepting again", who().c_str());
         if (!ev_is_active(&retry_))  // else on_retry() watches again
             watch(true);
     }
@@ -114,19 +123,19 @@ Acceptor::accept_from(Listener* l) noexcept
                 err == ENOMEM) {
                 if (!starved_)
                     log_warn(
-                        "accept: %s (not accepting for %g s at a time "
-                        "until it passes)",
-                        std::strerror(err), kRetry);
+                        "%s: accept: %s (not accepting for %g s at a "
+                        "time until it passes)",
+                        who().c_str(), std::strerror(err), kRetry);
                 starved_ = true;
                 watch(false);
                 ev_timer_start(loop_, &retry_);
             } else if (err != EAGAIN && err != ECONNABORTED) {
-                log_warn("accept: %s", std::strerror(err));
+                log_warn("%s: accept: %s", who().c_str(), std::strerror(err));
             }
             return;
         }
         if (starved_) {
-            log_info("accept: descriptors available again");
+            log_info("%s: accept: descriptors available again", who().c_str());
             starved_ = false;
         }
         size_t n = handler_(owner_, l->index, std::move(fd), ss, len);
@@ -135,9 +144,9 @@ Acceptor::accept_from(Listener* l) noexcept
             // backlog (or go to another worker) until one here closes.
             paused_ = true;
             log_warn(
-                "worker %d: %zu connections (%s): not accepting until "
-                "one closes",
-                static_cast<int>(getpid()), n, limit_name_.c_str());
+                "%s: %zu connections (%s): not accepting until one "
+                "closes",
+                who().c_str(), n, limit_name_.c_str());
             watch(false);
             return;
         }

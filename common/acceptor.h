@@ -39,8 +39,9 @@ public:
     // Watches listening socket `fd` (not owned until close_all()).
     void add(int fd);
     // The most connections the owner takes; `name` is the setting, for
-    // the log lines when accepting stops and starts again.
-    void set_limit(size_t limit, std::string name);
+    // the log lines when accepting stops and starts again, which begin
+    // with `who` ("worker PID" unless set).
+    void set_limit(size_t limit, std::string name, std::string who = "");
     // The owner holds `n` connections now (some closed): accepting starts
     // again below the limit.
     void update(size_t n) noexcept;
@@ -65,6 +66,7 @@ private:
     static void on_retry(struct ev_loop*, ev_timer* w, int) noexcept;
     void accept_from(Listener* l) noexcept;
     void watch(bool on) noexcept;
+    const std::string& who() noexcept;
 
     struct ev_loop* loop_;
     Handler handler_;
@@ -72,6 +74,7 @@ private:
     std::vector<std::unique_ptr<Listener>> listeners_;
     size_t limit_ = static_cast<size_t>(-1);
     std::string limit_name_;
+    std::string who_;
     bool paused_ = false;   // at the limit
     bool starved_ = false;  // out of descriptors: retry_ runs
     bool closed_ = false;

@@ -108,7 +108,7 @@ MetricsServer::listen(const Address& addr, const std::string& text,
     fd_ = std::move(fd);
     text_ = text;
     acceptor_ = std::make_unique<Acceptor>(loop_, on_accept, this);
-    acceptor_->set_limit(kMaxConns, "metrics connections");
+    acceptor_->set_limit(kMaxConns, "the most it holds", "metrics " + text_);
     acceptor_->add(fd_.get());
     log_info("metrics on %s", text_.c_str());
     return true;
