@@ -796,9 +796,21 @@ ClientConn::lookup() noexcept
             f->add_waiter(this);
             return;
         }
+        uint64_t hash = key_hash(primary_);
+        if (ls == LookupStatus::kFilling) {
+            // Another worker is filling it, and this request cannot follow
+            // the fill (a range, a conditional): it waits for the whole
+            // object, woken when that fetch ends (not at every piece), and
+            // claims no fetch of its own.
+            wait_other(
+                hash,
+                w_->watch_slot() >= 0 &&
+                    pass_watch(w_->shared(), hash, w_->watch_slot(), true),
+                *looked_up, ls);
+            return;
+        }
         // Of several workers missing the key at once, one claims the
         // fetch and the others wait for what it stores.
-        uint64_t hash = key_hash(primary_);
         PassHeld held = pass_claim(w_->shared(), hash, cfg.collapse_wait,
                                    w_->pid(), wait_since_, w_->watch_slot());
         if (held.kind == PassKind::kFailed) {
@@ -811,36 +823,10 @@ ClientConn::lookup() noexcept
         }
         if (held.kind == PassKind::kPass) {
             no_collapse_ = true;
-        } else if ((held.kind == PassKind::kFetching &&
-                    held.pid != w_->pid()) ||
-                   ls == LookupStatus::kFilling) {
-            // Another worker is fetching it: wait for its wake-up (the
-            // claim recorded us as a watcher), or poll the store.
-            if (wait_until_ == 0) {
-                wait_until_ = ev_now(w_->loop()) + cfg.collapse_wait;
-                wait_since_ = now_ms();
-                w_->counters().collapsed.fetch_add(1,
-                                                   std::memory_order_relaxed);
-            }
-            state_ = State::kWaitOther;
-            // A request that cannot follow a fill (a range, a
-            // conditional) polls for the whole object instead: it would be
-            // woken at every append.
-            double interval = kPollInterval;
-            if (held.kind == PassKind::kFetching &&
-                ls != LookupStatus::kFilling && w_->watch_slot() >= 0) {
-                wait_remote(hash);
-                // Watching first, then looking: a fill begun before the
-                // fetcher saw our bit is seen here.
-                LookupStatus again = LookupStatus::kMiss;
-                bool moved = static_cast<bool>(st.lookup(*looked_up, &again)) ||
-                             again == LookupStatus::kFilling;
-                interval = moved ? 0.
-                                 : std::clamp(wait_until_ - ev_now(w_->loop()),
-                                              0., kRemotePoll);
-            }
-            ev_timer_set(&poll_, interval, 0.);
-            ev_timer_start(w_->loop(), &poll_);
+        } else if (held.kind == PassKind::kFetching && held.pid != w_->pid()) {
+            // Another worker is fetching it: the claim recorded us as a
+            // watcher, to be woken as that fetch moves.
+            wait_other(hash, w_->watch_slot() >= 0, *looked_up, ls);
             return;
         }
     }
@@ -849,6 +835,32 @@ ClientConn::lookup() noexcept
         return;
     }
     go_origin(true, ObjectRef());
+}
+
+void
+ClientConn::wait_other(uint64_t hash, bool watched, const std::string& key,
+                       LookupStatus was) noexcept
+{
+    if (wait_until_ == 0) {
+        wait_until_ = ev_now(w_->loop()) + w_->config().collapse_wait;
+        wait_since_ = now_ms();
+        w_->counters().collapsed.fetch_add(1, std::memory_order_relaxed);
+    }
+    state_ = State::kWaitOther;
+    double interval = kPollInterval;
+    if (watched) {
+        wait_remote(hash);
+        // Watching first, then looking: a move the fetcher made before it
+        // saw our bit is seen here.
+        LookupStatus now = LookupStatus::kMiss;
+        bool moved = static_cast<bool>(w_->store().lookup(key, &now)) ||
+                     now != was;
+        interval = moved ? 0.
+                         : std::clamp(wait_until_ - ev_now(w_->loop()), 0.,
+                                      kRemotePoll);
+    }
+    ev_timer_set(&poll_, interval, 0.);
+    ev_timer_start(w_->loop(), &poll_);
 }
 
 void

@@ -149,6 +149,11 @@ private:
     // Waits for a wake-up from the worker fetching `hash` (registered
     // with the worker; the poll timer stays as the safety net).
     void wait_remote(uint64_t hash);
+    // Waits (kWaitOther) for another worker's fetch of `hash`: woken by
+    // it if `watched` (recorded as its watcher), else polling the store.
+    // `was` is what the lookup of `key` found.
+    void wait_other(uint64_t hash, bool watched, const std::string& key,
+                    LookupStatus was) noexcept;
     void end_remote_wait() noexcept;
     void simple_response(int status, std::string_view text,
                          bool close) noexcept;

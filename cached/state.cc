@@ -108,6 +108,13 @@ pass_slot(CachedShared* s, uint64_t hash, int64_t now) noexcept
     return victim;
 }
 
+// Both kinds of watchers of `p`, taken.
+uint64_t
+take_all(PassSlot* p) noexcept
+{
+    return p->watchers.exchange(0) | p->end_watchers.exchange(0);
+}
+
 // A new fetch of the same key keeps the watchers (of an expired or failed
 // fetch, or of the claim this fetch made): they are woken when it moves.
 // Anything else returns them, to be woken now (none if the slot held
@@ -117,10 +124,12 @@ pass_fill(PassSlot* p, uint64_t hash, PassKind kind, int64_t until,
           int32_t pid) noexcept
 {
     uint64_t watchers = 0;
-    if (p->hash.load(std::memory_order_relaxed) != hash)
+    if (p->hash.load(std::memory_order_relaxed) != hash) {
         p->watchers.store(0, std::memory_order_relaxed);
-    else if (kind != PassKind::kFetching)
-        watchers = p->watchers.exchange(0);
+        p->end_watchers.store(0, std::memory_order_relaxed);
+    } else if (kind != PassKind::kFetching) {
+        watchers = take_all(p);
+    }
     p->until_ms.store(until, std::memory_order_relaxed);
     p->kind.store(static_cast<int32_t>(kind), std::memory_order_relaxed);
     p->pid.store(pid, std::memory_order_relaxed);
@@ -210,7 +219,7 @@ pass_clear_fetch(CachedShared* s, uint64_t hash, int32_t pid) noexcept
     if (p == nullptr)
         return 0;
     p->until_ms.store(0, std::memory_order_relaxed);
-    return p->watchers.exchange(0);
+    return take_all(p);
 }
 
 uint64_t
@@ -227,7 +236,7 @@ pass_fail_fetch(CachedShared* s, uint64_t hash, int32_t pid, int status,
     p->kind.store(static_cast<int32_t>(PassKind::kFailed),
                   std::memory_order_relaxed);
     p->until_ms.store(until_of(now, secs), std::memory_order_relaxed);
-    return p->watchers.exchange(0);
+    return take_all(p);
 }
 
 namespace {
@@ -249,13 +258,13 @@ live_slot(CachedShared* s, uint64_t hash) noexcept
 }  // namespace
 
 bool
-pass_watch(CachedShared* s, uint64_t hash, int watcher) noexcept
+pass_watch(CachedShared* s, uint64_t hash, int watcher, bool end_only) noexcept
 {
     PassSlot* p = live_slot(s, hash);
     if (p == nullptr || p->kind.load(std::memory_order_relaxed) !=
                             static_cast<int32_t>(PassKind::kFetching))
         return false;
-    p->watchers.fetch_or(watcher_bit(watcher));
+    (end_only ? p->end_watchers : p->watchers).fetch_or(watcher_bit(watcher));
     // Pairs with the fence in pass_take_watchers(): the caller's next look
     // at the fill sees its progress, or the filler sees this bit.
     std::atomic_thread_fence(std::memory_order_seq_cst);
@@ -276,7 +285,7 @@ pass_release_process(CachedShared* s, int32_t pid,
                 static_cast<int32_t>(PassKind::kFetching))
             continue;
         p.until_ms.store(0, std::memory_order_relaxed);
-        if (uint64_t w = p.watchers.exchange(0))
+        if (uint64_t w = take_all(&p))
             wake(arg, p.hash.load(std::memory_order_relaxed), w);
     }
 }

@@ -57,8 +57,10 @@ enum class PassKind : int32_t {
 };
 struct PassSlot {
     std::atomic<uint64_t> hash;
-    // kFetching: workers to wake when the fetch moves (bit index % 64).
+    // kFetching: workers to wake when the fetch moves (bit index % 64),
+    // and those to wake only when it ends.
     std::atomic<uint64_t> watchers;
+    std::atomic<uint64_t> end_watchers;
     std::atomic<int64_t> until_ms;
     std::atomic<int64_t> since_ms;
     std::atomic<int32_t> kind;
@@ -124,11 +126,14 @@ uint64_t pass_clear_fetch(CachedShared* s, uint64_t hash, int32_t pid) noexcept;
 uint64_t pass_fail_fetch(CachedShared* s, uint64_t hash, int32_t pid,
                          int status, double secs) noexcept;
 // Without the lock, for the fill of a fetch in flight: adds worker
-// `watcher` to those woken when the fetch of `hash` moves (false: no fetch
-// is recorded), and takes the watchers to wake (the fetch moved). Taking
-// them after publishing the move, and checking for it after watching, no
-// wake-up is lost: the two atomic operations on `watchers` are ordered.
-bool pass_watch(CachedShared* s, uint64_t hash, int watcher) noexcept;
+// `watcher` to those woken when the fetch of `hash` moves, or with
+// `end_only` when it ends (false: no fetch is recorded), and takes the
+// watchers to wake (the fetch moved). Taking them after publishing the
+// move, and checking for it after watching, no wake-up is lost: the two
+// atomic operations on `watchers` are ordered. The functions above that
+// end a fetch return both kinds of watchers.
+bool pass_watch(CachedShared* s, uint64_t hash, int watcher,
+                bool end_only = false) noexcept;
 uint64_t pass_take_watchers(CachedShared* s, uint64_t hash) noexcept;
 // The bit of watch slot `index` in PassSlot::watchers.
 inline uint64_t

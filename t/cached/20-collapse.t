@@ -214,7 +214,7 @@ sub worker_of {
         sleep 0.05;
     }
     SKIP: {
-        skip 'twenty connections all went to one worker', 8
+        skip 'twenty connections all went to one worker', 11
             if keys %conn < 2;
         my ($pid_a, $pid_b) = keys %conn;
         my ($a, $b) = @conn{$pid_a, $pid_b};
@@ -247,6 +247,26 @@ sub worker_of {
         like(join('', map { $_ } grep { /woken/ }
                   split /\n/, ($d->ctl('show stats'))[1]),
              qr/^woken: \d+$/, 'show stats lists woken');
+
+        # A range request cannot follow the fill: it waits for the whole
+        # object, woken by the fetching worker when its fetch ends (not
+        # at every piece, and without polling).
+        $path = '/rg?size=200000&pattern=1&trickle=60&cc=max-age%3D60';
+        $woken = stats($d)->{woken};
+        $t0 = time;
+        print {$a} "GET $path HTTP/1.1\r\nHost: test.example\r\n\r\n";
+        sleep 0.2;
+        print {$b} "GET $path HTTP/1.1\r\nHost: test.example\r\n"
+                 . "Range: bytes=0-15\r\n\r\n";
+        @r = timed_reads($t0, $a, $b);
+        is("$r[0][1] $r[1][1]/$r[1][2]/$r[1][4]",
+           "200 206/16/" . md5_hex(sprintf "%015d\n", 0),
+           'range across workers: the first 16 bytes of the whole object');
+        $n = stats($d)->{woken} - $woken;
+        ok($n >= 1 && $n <= 2, "range across workers: woken when the "
+           . "fetch ended ($n wake-ups)");
+        is(scalar($o->requests(qr/^GET \/rg\?/)), 1,
+           'range across workers: one origin request');
 
         # The worker fetching for others is killed: the request waiting
         # for it in the other worker fetches for itself at once (the
