@@ -454,7 +454,8 @@ Proxy::publish_oldest() noexcept
 void
 Proxy::on_wake(void* arg, const char*, size_t) noexcept
 {
-    static_cast<Proxy*>(arg)->serve_queue();
+    // Once per loop iteration however many wake-ups came (on_prepare).
+    static_cast<Proxy*>(arg)->queue_dirty_ = true;
 }
 
 void

@@ -9,7 +9,6 @@
 #include <ev.h>
 #include <sys/socket.h>
 #include <sys/types.h>
-#include <sys/un.h>
 
 #include <deque>
 #include <list>

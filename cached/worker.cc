@@ -21,6 +21,19 @@ namespace {
 
 constexpr double kTick = 0.1;  // shared-tier health poll
 
+// Removes the entry (key, c) of a multimap of waiters, if there is one.
+template <typename Map, typename Key>
+void
+erase_one(Map& m, const Key& key, ClientConn* c) noexcept
+{
+    auto [it, end] = m.equal_range(key);
+    for (; it != end; ++it)
+        if (it->second == c) {
+            m.erase(it);
+            return;
+        }
+}
+
 }  // namespace
 
 CacheWorker::CacheWorker(WorkerContext& ctx, CachedState* state)
@@ -227,12 +240,7 @@ CacheWorker::wait_fill(const std::string& key, ClientConn* c)
 void
 CacheWorker::unwait_fill(const std::string& key, ClientConn* c) noexcept
 {
-    auto [it, end] = fill_waiters_.equal_range(key);
-    for (; it != end; ++it)
-        if (it->second == c) {
-            fill_waiters_.erase(it);
-            return;
-        }
+    erase_one(fill_waiters_, key, c);
 }
 
 void
@@ -277,12 +285,7 @@ CacheWorker::wait_remote(uint64_t hash, ClientConn* c)
 void
 CacheWorker::unwait_remote(uint64_t hash, ClientConn* c) noexcept
 {
-    auto [it, end] = remote_waiters_.equal_range(hash);
-    for (; it != end; ++it)
-        if (it->second == c) {
-            remote_waiters_.erase(it);
-            return;
-        }
+    erase_one(remote_waiters_, hash, c);
 }
 
 void

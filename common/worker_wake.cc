@@ -54,7 +54,6 @@ WorkerWake::open(const char* daemon, pid_t parent, int index) noexcept
     socklen_t len = wake_address(daemon, parent, index, &a);
     if (::bind(fd_.get(), reinterpret_cast<struct sockaddr*>(&a), len) < 0)
         return false;  // fd_ stays: it can still send
-    bound_ = true;
     ev_io_set(&io_, fd_.get(), EV_READ);
     ev_io_start(loop_, &io_);
     return true;
@@ -74,7 +73,6 @@ void
 WorkerWake::stop() noexcept
 {
     ev_io_stop(loop_, &io_);
-    bound_ = false;
 }
 
 bool

@@ -43,7 +43,6 @@ public:
     // parent itself, which has no index.
     bool open_sender(const char* daemon, pid_t parent) noexcept;
     void stop() noexcept;
-    bool is_open() const noexcept { return bound_; }
 
     // Sends `msg` to worker `index` of the same instance; false if it was
     // dropped (that worker's socket is full, or there is no such worker).
@@ -60,7 +59,6 @@ private:
     const char* daemon_ = "";
     pid_t parent_ = 0;
     UniqueFd fd_;
-    bool bound_ = false;
     ev_io io_{};
 };
 
