@@ -115,19 +115,25 @@ bench_wait_port() {
     return 1
 }
 
-# bench_responder_bin: prints the path of the yardstick responder, building
-# it (one compiler call) when the build directory has none or an old one.
-bench_responder_bin() {
-    local src="$BENCH_SRCDIR/responder.cc"
-    local built="${SJ_BUILDDIR:-.}/bench/responder"
+# bench_tool_bin NAME: prints the path of bench/NAME.cc built (one compiler
+# call) when the build directory has no up-to-date copy: the yardstick
+# responder, the relay floor.
+bench_tool_bin() {
+    local name=$1
+    local src="$BENCH_SRCDIR/$name.cc"
+    local built="${SJ_BUILDDIR:-.}/bench/$name"
     if [ -x "$built" ] && [ "$built" -nt "$src" ]; then
         echo "$built"
         return
     fi
-    local out="$BENCH_TMP/responder"
+    local out="$BENCH_TMP/$name"
     ${CXX:-c++} -std=c++20 -O2 -o "$out" "$src" ||
         bench_die "cannot build $src"
     echo "$out"
+}
+
+bench_responder_bin() {
+    bench_tool_bin responder
 }
 
 # bench_tree PID: PID and all its descendants, one per line.
