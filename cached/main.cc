@@ -3,25 +3,13 @@
 // (state.cc); each worker serves clients from the store and forwards
 // misses to the origin (worker.cc, client_conn.cc, fetch.cc, origin.cc).
 
-#include <unistd.h>
-
 #include <memory>
 
 #include "cached/state.h"
 #include "cached/worker.h"
 #include "common/config.h"
+#include "common/daemon.h"
 #include "common/daemon_main.h"
-
-namespace {
-
-int
-ncpu()
-{
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? static_cast<int>(n) : 1;
-}
-
-}  // namespace
 
 int
 main(int argc, char** argv)
@@ -29,7 +17,8 @@ main(int argc, char** argv)
     sj::DaemonSpec spec;
     spec.name = "cached";
     spec.children = [](const sj::Config& config) {
-        return config.cached.workers > 0 ? config.cached.workers : ncpu();
+        return config.cached.workers > 0 ? config.cached.workers
+                                         : sj::usable_cpus();
     };
     spec.listeners = [](const sj::Config& config) {
         return config.cached.listen;

@@ -75,6 +75,12 @@ bool drop_privileges(const Credentials& cred, std::string* err) noexcept;
 // are root). Returns the limit now in force.
 long raise_nofile(long want) noexcept;
 
+// The CPUs this process may run on (its affinity mask, as set by taskset or
+// a cpuset), at least 1: what "one worker per CPU" counts, so a daemon
+// confined to two CPUs of a large machine starts two workers, not one per
+// CPU of the machine.
+int usable_cpus() noexcept;
+
 // mkdir -p with `mode` for the last component.
 bool make_dirs(const std::string& path, mode_t mode, std::string* err) noexcept;
 

@@ -178,7 +178,10 @@ sub spawn {
     if ($pid == 0) {
         open STDOUT, '>>', $self->{log_file} or die;
         open STDERR, '>&', \*STDOUT or die;
-        exec $bin, @args or die "exec $bin: $!";
+        # `wrap => [...]`: a command that execs the daemon in the same
+        # process (taskset -c 0), so the pid is still the daemon's.
+        my @cmd = (@{ $self->{wrap} // [] }, $bin, @args);
+        exec @cmd or die "exec $cmd[0]: $!";
     }
     $self->{pid} = $pid;
     $self->{exited} = undef;
