@@ -72,10 +72,15 @@ bench_stop_pid() {
 
 # bench_start NAME CMD...: starts CMD in the background with its output in
 # $BENCH_TMP/NAME.log; sets BENCH_LAST_PID and remembers it for cleanup.
+# When the script set BENCH_SERVER_CPU, CMD runs under taskset -c on that
+# CPU (its children and threads inherit it); BENCH_WRK_CPU does the same
+# for wrk.
 bench_start() {
     local name=$1
     shift
-    "$@" >"$BENCH_TMP/$name.log" 2>&1 </dev/null &
+    local pin=()
+    [ -n "${BENCH_SERVER_CPU:-}" ] && pin=(taskset -c "$BENCH_SERVER_CPU")
+    "${pin[@]}" "$@" >"$BENCH_TMP/$name.log" 2>&1 </dev/null &
     BENCH_LAST_PID=$!
     BENCH_PIDS+=("$BENCH_LAST_PID")
 }
