@@ -7,7 +7,7 @@
 // and its response through a process on this machine; a real balancer's
 // own work comes on top.
 //
-//   relay [-r] -p PORT NODE_PORT [NODE_PORT...]
+//   relay [-r | -u] -p PORT NODE_PORT [NODE_PORT...]
 //
 // Default: every client connection gets a node connection of its own (round
 // robin over the nodes at accept time) and bytes are copied both ways.
@@ -18,9 +18,17 @@
 // come back. That needs wrk's one outstanding request per connection and
 // responses with Content-Length, which is all the relay is for.
 //
+// -u: io_uring instead of epoll (a node connection per client, as without
+// -r): a recv is queued on every connection, its completion queues a send
+// of what came to the other end, that send's completion queues the next
+// recv, and one io_uring_enter() submits and reaps a whole batch. The same
+// work in the kernel's TCP code without the readiness round trip; what the
+// floor would be for a balancer built on io_uring. Built in when
+// liburing's header is there at compile time (-DRELAY_URING -luring).
+//
 // Nodes are on 127.0.0.1. A short write is finished before anything else
 // happens (blocking until the peer drains). Standalone, like responder.cc:
-// c++ -O2 -o relay relay.cc
+// c++ -O2 -o relay relay.cc  [-DRELAY_URING -luring]
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -34,11 +42,16 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string_view>
 #include <vector>
+
+#ifdef RELAY_URING
+#include <liburing.h>
+#endif
 
 namespace {
 
@@ -245,6 +258,192 @@ from_client(int fd, const char* p, std::size_t n, std::size_t* next_node)
         close_pair(fd);
 }
 
+#ifdef RELAY_URING
+
+// -u: each connection has a buffer of its own, which holds what was read
+// from it until the send of those bytes to its peer completes.
+struct UringConn {
+    bool open = false;
+    int peer = -1;
+    std::size_t pending = 0;  // bytes at the front of buf not yet sent
+    std::vector<char> buf;
+};
+
+enum UringOp : std::uint64_t { kAccept = 1, kRecv, kSend };
+
+io_uring g_ring;
+std::vector<UringConn> g_uconns;
+
+std::uint64_t
+tag(UringOp op, int fd)
+{
+    return (static_cast<std::uint64_t>(op) << 32) |
+           static_cast<std::uint32_t>(fd);
+}
+
+io_uring_sqe*
+next_sqe()
+{
+    io_uring_sqe* sqe = io_uring_get_sqe(&g_ring);
+    if (sqe == nullptr) {  // the ring is full: submit what is there
+        io_uring_submit(&g_ring);
+        sqe = io_uring_get_sqe(&g_ring);
+    }
+    return sqe;
+}
+
+UringConn&
+uconn(int fd)
+{
+    if (static_cast<std::size_t>(fd) >= g_uconns.size())
+        g_uconns.resize(fd + 1);
+    return g_uconns[fd];
+}
+
+void
+queue_recv(int fd)
+{
+    io_uring_sqe* sqe = next_sqe();
+    io_uring_prep_recv(sqe, fd, uconn(fd).buf.data(), uconn(fd).buf.size(), 0);
+    io_uring_sqe_set_data64(sqe, tag(kRecv, fd));
+}
+
+void
+queue_send(int fd)
+{
+    UringConn& c = uconn(fd);
+    io_uring_sqe* sqe = next_sqe();
+    io_uring_prep_send(sqe, c.peer, c.buf.data(), c.pending, MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(sqe, tag(kSend, fd));
+}
+
+void
+queue_accept(int lfd)
+{
+    io_uring_sqe* sqe = next_sqe();
+    io_uring_prep_accept(sqe, lfd, nullptr, nullptr, 0);
+    io_uring_sqe_set_data64(sqe, tag(kAccept, lfd));
+}
+
+// Closes fd and its peer; completions still to come for them are ignored
+// (their connections are no longer open; a reused fd number is open again
+// only after its accept, whose recv is queued afresh).
+void
+uring_close_pair(int fd)
+{
+    int peer = uconn(fd).peer;
+    for (int x : {fd, peer}) {
+        if (x < 0 || !uconn(x).open)
+            continue;
+        uconn(x).open = false;
+        uconn(x).peer = -1;
+        close(x);
+    }
+}
+
+// A blocking socket: io_uring waits for readiness itself, and answers
+// EAGAIN instead for a socket in non-blocking mode.
+int
+uring_connect(int node)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(static_cast<uint16_t>(g_node_ports[node]));
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) < 0) {
+        close(fd);
+        return -1;
+    }
+    set_nodelay(fd);
+    return fd;
+}
+
+void
+open_uconn(int fd, int peer)
+{
+    UringConn& c = uconn(fd);
+    c.open = true;
+    c.peer = peer;
+    c.pending = 0;
+    c.buf.resize(kBufSize);
+    queue_recv(fd);
+}
+
+[[noreturn]] void
+run_uring(int lfd)
+{
+    io_uring_params params{};
+    // Completions are processed only inside io_uring_enter(), by this one
+    // thread: no interrupting task work, no wake-ups while it runs.
+    params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+    int err = io_uring_queue_init_params(4096, &g_ring, &params);
+    if (err < 0) {
+        errno = -err;
+        die("io_uring_queue_init_params");
+    }
+    // The listening socket blocks too (see uring_connect).
+    fcntl(lfd, F_SETFL, 0);
+    queue_accept(lfd);
+    std::size_t next_node = 0;
+    for (;;) {
+        err = io_uring_submit_and_wait(&g_ring, 1);
+        if (err < 0 && err != -EINTR) {
+            errno = -err;
+            die("io_uring_submit_and_wait");
+        }
+        io_uring_cqe* cqe;
+        unsigned head;
+        unsigned seen = 0;
+        io_uring_for_each_cqe(&g_ring, head, cqe)
+        {
+            ++seen;
+            std::uint64_t data = io_uring_cqe_get_data64(cqe);
+            auto op = static_cast<UringOp>(data >> 32);
+            int fd = static_cast<int>(static_cast<std::uint32_t>(data));
+            int res = cqe->res;
+            if (op == kAccept) {
+                queue_accept(lfd);
+                if (res < 0)
+                    continue;
+                int s = uring_connect(
+                    static_cast<int>(next_node++ % g_node_ports.size()));
+                if (s < 0) {
+                    close(res);
+                    continue;
+                }
+                set_nodelay(res);
+                open_uconn(res, s);
+                open_uconn(s, res);
+                continue;
+            }
+            if (!uconn(fd).open)
+                continue;
+            if (res <= 0) {
+                uring_close_pair(fd);
+                continue;
+            }
+            UringConn& c = uconn(fd);
+            if (op == kRecv) {
+                c.pending = static_cast<std::size_t>(res);
+                queue_send(fd);
+            } else if (static_cast<std::size_t>(res) < c.pending) {
+                c.pending -= static_cast<std::size_t>(res);  // short send
+                std::memmove(c.buf.data(), c.buf.data() + res, c.pending);
+                queue_send(fd);
+            } else {
+                c.pending = 0;
+                queue_recv(fd);
+            }
+        }
+        io_uring_cq_advance(&g_ring, seen);
+    }
+}
+
+#endif  // RELAY_URING
+
 }  // namespace
 
 int
@@ -252,18 +451,27 @@ main(int argc, char** argv)
 {
     int port = 0;
     int opt;
-    while ((opt = getopt(argc, argv, "p:r")) != -1) {
+    bool uring = false;
+    while ((opt = getopt(argc, argv, "p:ru")) != -1) {
         if (opt == 'p')
             port = std::atoi(optarg);
         else if (opt == 'r')
             g_per_request = true;
+        else if (opt == 'u')
+            uring = true;
         else
             return 64;
     }
     for (int i = optind; i < argc; ++i)
         g_node_ports.push_back(std::atoi(argv[i]));
-    if (port <= 0 || g_node_ports.empty()) {
-        std::fprintf(stderr, "usage: relay [-r] -p PORT NODE_PORT...\n");
+#ifndef RELAY_URING
+    if (uring) {
+        std::fprintf(stderr, "relay: built without io_uring (liburing-dev)\n");
+        return 69;
+    }
+#endif
+    if (port <= 0 || g_node_ports.empty() || (uring && g_per_request)) {
+        std::fprintf(stderr, "usage: relay [-r | -u] -p PORT NODE_PORT...\n");
         return 64;
     }
     g_idle.resize(g_node_ports.size());
@@ -280,6 +488,10 @@ main(int argc, char** argv)
         die("bind");
     if (listen(lfd, 1024) < 0)
         die("listen");
+#ifdef RELAY_URING
+    if (uring)
+        run_uring(lfd);
+#endif
     g_epfd = epoll_create1(0);
     if (g_epfd < 0)
         die("epoll_create1");

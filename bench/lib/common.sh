@@ -120,11 +120,12 @@ bench_wait_port() {
     return 1
 }
 
-# bench_tool_bin NAME: prints the path of bench/NAME.cc built (one compiler
-# call) when the build directory has no up-to-date copy: the yardstick
-# responder, the relay floor.
+# bench_tool_bin NAME [FLAGS...]: prints the path of bench/NAME.cc built (one
+# compiler call, with FLAGS) when the build directory has no up-to-date
+# copy: the yardstick responder, the relay floor.
 bench_tool_bin() {
     local name=$1
+    shift
     local src="$BENCH_SRCDIR/$name.cc"
     local built="${SJ_BUILDDIR:-.}/bench/$name"
     if [ -x "$built" ] && [ "$built" -nt "$src" ]; then
@@ -132,9 +133,18 @@ bench_tool_bin() {
         return
     fi
     local out="$BENCH_TMP/$name"
-    ${CXX:-c++} -std=c++20 -O2 -o "$out" "$src" ||
+    ${CXX:-c++} -std=c++20 -O2 -o "$out" "$src" "$@" ||
         bench_die "cannot build $src"
     echo "$out"
+}
+
+# The flags that build bench/relay.cc with its io_uring mode, when
+# liburing's header is installed (liburing-dev); none otherwise.
+bench_uring_flags() {
+    if echo '#include <liburing.h>' |
+        ${CXX:-c++} -E -x c++ - >/dev/null 2>&1; then
+        echo "-DRELAY_URING -luring"
+    fi
 }
 
 bench_responder_bin() {
