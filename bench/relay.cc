@@ -151,8 +151,10 @@ write_all(int fd, const char* p, std::size_t n)
     return true;
 }
 
+// A connected socket to the node, in blocking mode, Nagle off; -1 if the
+// connection failed.
 int
-connect_node(int node)
+dial(int node)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0)
@@ -165,8 +167,17 @@ connect_node(int node)
         close(fd);
         return -1;
     }
-    fcntl(fd, F_SETFL, O_NONBLOCK);
     set_nodelay(fd);
+    return fd;
+}
+
+int
+connect_node(int node)
+{
+    int fd = dial(node);
+    if (fd < 0)
+        return -1;
+    fcntl(fd, F_SETFL, O_NONBLOCK);
     Conn& c = conn(fd);
     c = Conn{};
     c.open = true;
@@ -341,26 +352,6 @@ uring_close_pair(int fd)
     }
 }
 
-// A blocking socket: io_uring waits for readiness itself, and answers
-// EAGAIN instead for a socket in non-blocking mode.
-int
-uring_connect(int node)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-        return -1;
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons(static_cast<uint16_t>(g_node_ports[node]));
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) < 0) {
-        close(fd);
-        return -1;
-    }
-    set_nodelay(fd);
-    return fd;
-}
-
 void
 open_uconn(int fd, int peer)
 {
@@ -384,7 +375,7 @@ run_uring(int lfd)
         errno = -err;
         die("io_uring_queue_init_params");
     }
-    // The listening socket blocks too (see uring_connect).
+    // The listening socket blocks too (see the accept below).
     fcntl(lfd, F_SETFL, 0);
     queue_accept(lfd);
     std::size_t next_node = 0;
@@ -408,7 +399,10 @@ run_uring(int lfd)
                 queue_accept(lfd);
                 if (res < 0)
                     continue;
-                int s = uring_connect(
+                // Blocking, as dial() leaves it: io_uring waits for
+                // readiness itself, and answers EAGAIN instead for a socket
+                // in non-blocking mode.
+                int s = dial(
                     static_cast<int>(next_node++ % g_node_ports.size()));
                 if (s < 0) {
                     close(res);
