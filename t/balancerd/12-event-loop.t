@@ -1,0 +1,62 @@
+#!/usr/bin/perl
+# The daemons' event loops run on epoll whatever LIBEV_FLAGS says: libev
+# reads that variable to choose its backend, and its io_uring backend
+# (LIBEV_FLAGS=128) aborts a worker under load. All daemons make their loops
+# in common/daemon_main.cc; balancerd stands for them here. Asserted on the
+# descriptors the parent and the worker hold: an epoll instance, no
+# io_uring one.
+use strict;
+use warnings;
+use lib (($ENV{SJ_SRCDIR} // '.') . '/t/lib');
+use Test::More;
+use SJ::Net;
+use SJ::Test;
+use SJ::Balancerd;
+
+# The kinds of anonymous-inode descriptors PID holds ("eventpoll",
+# "io_uring", ...), each once.
+sub anon_kinds {
+    my ($pid) = @_;
+    my %kinds;
+    for my $fd (glob "/proc/$pid/fd/*") {
+        my $to = readlink $fd // next;
+        $kinds{$1} = 1 if $to =~ /^anon_inode:\[?([\w-]+)\]?$/;
+    }
+    return \%kinds;
+}
+
+my $t = SJ::Test->new;
+my $port = $t->port('http');
+my $b1 = SJ::Balancerd::Backend->start(t => $t, name => 'b1', handler => sub {
+    "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n";
+});
+$t->write_conf(
+    pools => qq{php: { nodes = ( { name = "b1"; address = "${\ $b1->address}"; } ); };},
+    balancerd => qq{listen = ( "127.0.0.1:$port" ); pool = "php";
+        workers = 1;},
+);
+my $d = do {
+    local $ENV{LIBEV_FLAGS} = 128;  # EVBACKEND_IOURING
+    $t->start('balancerd');
+};
+wait_for_port('127.0.0.1', $port, 10);
+my ($worker) = $d->wait_children(1);
+ok($worker, 'a worker');
+
+for my $p ([parent => $d->pid], [worker => $worker]) {
+    my ($who, $pid) = @$p;
+    my $k = anon_kinds($pid);
+    ok($k->{eventpoll}, "the ${who}'s loop is on epoll")
+        or diag explain $k;
+    ok(!$k->{io_uring}, "the $who holds no io_uring")
+        or diag explain $k;
+}
+
+my $r = http_get(host => '127.0.0.1', port => $port, path => '/',
+                 timeout => 5);
+is($r->{status}, 200, 'and the worker serves');
+my @now = $d->children;
+is_deeply(\@now, [$worker], 'the same one worker: not respawned');
+
+is($d->stop, 0, 'clean stop');
+done_testing();
