@@ -9,21 +9,11 @@ use lib (($ENV{SJ_SRCDIR} // '.') . '/t/lib');
 use Test::More;
 use SJ::Net;
 use SJ::Test;
-use SJ::Balancerd;
+use SJ::Balancerd qw(start_one_node);
 use SJ::ConnLimit qw(check_max_connections);
 
 my $t = SJ::Test->new;
-my $port = $t->port('http');
-my $b1 = SJ::Balancerd::Backend->start(t => $t, name => 'b1', handler => sub {
-    "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n";
-});
-$t->write_conf(
-    pools => qq{php: { nodes = ( { name = "b1"; address = "${\ $b1->address}"; } ); };},
-    balancerd => qq{listen = ( "127.0.0.1:$port" ); pool = "php";
-        workers = 1; max_connections = 3;},
-);
-my $d = $t->start('balancerd');
-wait_for_port('127.0.0.1', $port, 10);
+my ($d, $port, $b1) = start_one_node($t, 'max_connections = 3;');
 my ($worker) = $d->wait_children(1);
 
 check_max_connections(d => $d, port => $port, limit => 3, worker => $worker,

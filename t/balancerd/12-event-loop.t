@@ -11,7 +11,7 @@ use lib (($ENV{SJ_SRCDIR} // '.') . '/t/lib');
 use Test::More;
 use SJ::Net;
 use SJ::Test;
-use SJ::Balancerd;
+use SJ::Balancerd qw(start_one_node);
 
 # The kinds of anonymous-inode descriptors PID holds ("eventpoll",
 # "io_uring", ...), each once.
@@ -26,20 +26,10 @@ sub anon_kinds {
 }
 
 my $t = SJ::Test->new;
-my $port = $t->port('http');
-my $b1 = SJ::Balancerd::Backend->start(t => $t, name => 'b1', handler => sub {
-    "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n";
-});
-$t->write_conf(
-    pools => qq{php: { nodes = ( { name = "b1"; address = "${\ $b1->address}"; } ); };},
-    balancerd => qq{listen = ( "127.0.0.1:$port" ); pool = "php";
-        workers = 1;},
-);
-my $d = do {
+my ($d, $port, $node) = do {  # $node must live: its DESTROY stops it
     local $ENV{LIBEV_FLAGS} = 128;  # EVBACKEND_IOURING
-    $t->start('balancerd');
+    start_one_node($t);
 };
-wait_for_port('127.0.0.1', $port, 10);
 my ($worker) = $d->wait_children(1);
 ok($worker, 'a worker');
 

@@ -16,7 +16,7 @@ use POSIX qw(:sys_wait_h);
 use Time::HiRes qw(sleep time);
 use Exporter 'import';
 use SJ::Net;
-our @EXPORT_OK = qw(raw_exchange ctl_rows);
+our @EXPORT_OK = qw(raw_exchange ctl_rows start_one_node);
 
 # raw_exchange(port => N | unix => PATH, data => BYTES, timeout => 5,
 #              until => qr//)
@@ -58,6 +58,24 @@ sub ctl_rows {
         push @rows, \%r;
     }
     return @rows;
+}
+
+# start_one_node($t, EXTRA): balancerd with one worker on a fresh port, over
+# one scripted node answering "ok\n" to everything; EXTRA is added to the
+# balancerd section. Returns ($daemon, $port, $node).
+sub start_one_node {
+    my ($t, $extra) = @_;
+    my $port = $t->port('http');
+    my $node = SJ::Balancerd::Backend->start(t => $t, name => 'b1',
+        handler => sub { "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n" });
+    $t->write_conf(
+        pools => qq{php: { nodes = ( { name = "b1"; address = "${\ $node->address}"; } ); };},
+        balancerd => qq{listen = ( "127.0.0.1:$port" ); pool = "php";
+            workers = 1; ${\ ($extra // '')}},
+    );
+    my $d = $t->start('balancerd');
+    wait_for_port('127.0.0.1', $port, 10);
+    return ($d, $port, $node);
 }
 
 package SJ::Balancerd::Backend;
