@@ -682,25 +682,40 @@ ClientConn::flush_server() noexcept
 {
     if (srv == nullptr || srv->connecting)
         return;
-    struct ev_loop* loop = proxy->loop();
+    if (proxy->defer_send(this, true))
+        return;
     while (!req_out.empty()) {
         ssize_t n = req_out.write_to(srv->fd.get());
-        if (n == -EAGAIN) {
-            ev_io_start(loop, &srv->wio);
+        if (!node_sent(n) || n == -EAGAIN)
             return;
-        }
-        if (n < 0) {
-            ev_io_stop(loop, &srv->wio);
-            // The node may have answered and closed (e.g. refusing the
-            // body): read what it sent before deciding.
-            server_failed(static_cast<int>(-n), false);
-            return;
-        }
-        req_sent_any = true;
-        proxy->table().node(node).bytes_out.fetch_add(
-            static_cast<uint64_t>(n), std::memory_order_relaxed);
     }
-    ev_io_stop(loop, &srv->wio);
+    node_flushed();
+}
+
+bool
+ClientConn::node_sent(ssize_t n) noexcept
+{
+    if (n == -EAGAIN) {
+        ev_io_start(proxy->loop(), &srv->wio);
+        return true;
+    }
+    if (n < 0) {
+        ev_io_stop(proxy->loop(), &srv->wio);
+        // The node may have answered and closed (e.g. refusing the
+        // body): read what it sent before deciding.
+        server_failed(static_cast<int>(-n), false);
+        return false;
+    }
+    req_sent_any = true;
+    proxy->table().node(node).bytes_out.fetch_add(static_cast<uint64_t>(n),
+                                                  std::memory_order_relaxed);
+    return true;
+}
+
+void
+ClientConn::node_flushed() noexcept
+{
+    ev_io_stop(proxy->loop(), &srv->wio);
     if (!req_done && !in.empty())
         feed_body();
     else

@@ -69,6 +69,16 @@ struct ClientConn {
     void log_request() noexcept;
     void flush() noexcept;
     void flush_server() noexcept;
+    // The result of a batched send (Proxy::defer_send): bytes written or
+    // -errno, as send() answers.
+    void batch_sent(bool to_node, ssize_t n) noexcept;
+    // One send's result to the client or the node, its bytes already taken
+    // out of the buffer; false once the connection is given up.
+    bool client_sent(ssize_t n) noexcept;
+    bool node_sent(ssize_t n) noexcept;
+    // What follows once a buffer is written out, or waits for the socket.
+    void client_flushed() noexcept;
+    void node_flushed() noexcept;
     void update_client_read() noexcept;
     void arm_timer(double secs) noexcept;
     std::string_view cookie(std::string_view name) const noexcept;
@@ -90,6 +100,8 @@ struct ClientConn {
     int node = -1;
     std::list<ClientConn*>::iterator qpos;
     bool in_queue = false;
+    bool send_deferred = false;       // out is in the proxy's next batch
+    bool node_send_deferred = false;  // req_out is
     uint64_t ticket = 0;       // its place in the pool's queue, all workers
     bool sticky_wait = false;  // queued for its sticky node, at its maxconn
 

@@ -403,24 +403,43 @@ ClientConn::abort(const char* end_tag) noexcept
 void
 ClientConn::flush() noexcept
 {
-    struct ev_loop* loop = proxy->loop();
+    if (proxy->defer_send(this, false))
+        return;
     while (!out.empty()) {
         ssize_t n = out.write_to(fd.get());
-        if (n == -EAGAIN) {
-            ev_io_start(loop, &wio);
-            if (!ev_is_active(&stimer)) {
-                ev_timer_set(&stimer, proxy->config().send_timeout, 0.);
-                ev_timer_start(loop, &stimer);
-            }
-            break;
-        }
-        if (n < 0) {
-            abort("client-closed");
+        if (!client_sent(n))
             return;
-        }
-        bytes_out += static_cast<uint64_t>(n);
-        last_sent = ev_now(loop);
+        if (n == -EAGAIN)
+            break;
     }
+    client_flushed();
+}
+
+bool
+ClientConn::client_sent(ssize_t n) noexcept
+{
+    struct ev_loop* loop = proxy->loop();
+    if (n == -EAGAIN) {
+        ev_io_start(loop, &wio);
+        if (!ev_is_active(&stimer)) {
+            ev_timer_set(&stimer, proxy->config().send_timeout, 0.);
+            ev_timer_start(loop, &stimer);
+        }
+        return true;
+    }
+    if (n < 0) {
+        abort("client-closed");
+        return false;
+    }
+    bytes_out += static_cast<uint64_t>(n);
+    last_sent = ev_now(loop);
+    return true;
+}
+
+void
+ClientConn::client_flushed() noexcept
+{
+    struct ev_loop* loop = proxy->loop();
     if (srv != nullptr && !srv->connecting && out.size() <= kWatermark / 2 &&
         state == State::kForward)
         ev_io_start(loop, &srv->rio);
@@ -447,6 +466,30 @@ ClientConn::flush() noexcept
         if (proxy->shutting_down() && in.empty())
             proxy->close_client(this);
     }
+}
+
+void
+ClientConn::batch_sent(bool to_node, ssize_t n) noexcept
+{
+    Buffer& buf = to_node ? req_out : out;
+    if (n > 0)
+        buf.consume(static_cast<size_t>(n));
+    if (to_node) {
+        if (!node_sent(n) || n == -EAGAIN)
+            return;
+        // Short: the rest once the socket has room again.
+        if (!req_out.empty()) {
+            node_sent(-EAGAIN);
+            return;
+        }
+        node_flushed();
+        return;
+    }
+    if (!client_sent(n))
+        return;
+    if (n > 0 && !out.empty())
+        client_sent(-EAGAIN);
+    client_flushed();
 }
 
 void

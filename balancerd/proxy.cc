@@ -63,6 +63,12 @@ Proxy::Proxy(WorkerContext& ctx, BalancerState* state)
     for (const std::string& t : cfg_->trusted)
         trusted_.add(t);
     rng_ ^= static_cast<uint64_t>(getpid()) * 0x2545f4914f6cdd1dull;
+    if (cfg_->send_batching) {
+        std::string err;
+        if (!batch_.open(&err))
+            log_warn("send batching off: %s (writing with send())",
+                     err.c_str());
+    }
     acceptor_.set_limit(static_cast<size_t>(cfg_->max_connections),
                         "balancerd.max_connections");
     for (const auto& l : ctx.listeners) {
@@ -121,6 +127,7 @@ Proxy::~Proxy()
         table_.publish_oldest(http_pool_->layout->slot, 0);
     ev_signal_stop(loop_, &usr1_);
     ev_prepare_stop(loop_, &prepare_);
+    deferred_.clear();
     alog_.flush();
 }
 
@@ -195,6 +202,8 @@ Proxy::on_prepare(struct ev_loop*, ev_prepare* w, int) noexcept
         self->queue_dirty_ = false;
         self->serve_queue();
     }
+    // Before the dead are freed: a deferred send may name one.
+    self->send_batch();
     for (ServerConn* s : self->dead_servers_)
         self->servers_.erase(s);
     self->dead_servers_.clear();
@@ -203,6 +212,80 @@ Proxy::on_prepare(struct ev_loop*, ev_prepare* w, int) noexcept
     self->dead_clients_.clear();
     self->acceptor_.update(self->clients_.size());
     self->maybe_idle();
+}
+
+bool
+Proxy::defer_send(ClientConn* c, bool to_node) noexcept
+{
+    if (!batch_.is_open())
+        return false;
+    bool& queued = to_node ? c->node_send_deferred : c->send_deferred;
+    if (!queued) {
+        queued = true;
+        deferred_.push_back({c, to_node});
+    }
+    return true;
+}
+
+void
+Proxy::send_batch() noexcept
+{
+    struct Sent {
+        ClientConn* c;
+        bool to_node;
+        ssize_t index;    // in the results; -1: nothing was there to send
+        ServerConn* srv;  // the node connection it went to
+    };
+    std::vector<Deferred> now;
+    std::vector<Sent> sent;
+    std::vector<ssize_t> results;
+    // What the results set off (a request body's next piece, a queued
+    // request given a node) is deferred in turn and sent in the next round.
+    while (!deferred_.empty()) {
+        now.swap(deferred_);
+        sent.clear();
+        for (const Deferred& d : now) {
+            ClientConn* c = d.c;
+            (d.to_node ? c->node_send_deferred : c->send_deferred) = false;
+            // Closed, or its node connection gone or not up yet, since.
+            if (!c->fd)
+                continue;
+            if (d.to_node) {
+                if (c->srv == nullptr || c->srv->connecting || !c->srv->fd ||
+                    c->req_out.empty())
+                    continue;
+                sent.push_back(
+                    {c, true,
+                     static_cast<ssize_t>(
+                         batch_.add(c->srv->fd.get(), c->req_out.data(),
+                                    c->req_out.size())),
+                     c->srv});
+            } else if (c->out.empty()) {
+                // Nothing to write, but what follows a flush still applies
+                // (closing after an answer, idle buffers).
+                sent.push_back({c, false, -1, nullptr});
+            } else {
+                sent.push_back(
+                    {c, false,
+                     static_cast<ssize_t>(
+                         batch_.add(c->fd.get(), c->out.data(), c->out.size())),
+                     nullptr});
+            }
+        }
+        now.clear();
+        batch_.submit(&results);
+        for (const Sent& x : sent) {
+            ClientConn* c = x.c;
+            // An earlier result may have closed c (its node failed, or the
+            // client's answer was its last).
+            if (!c->fd || (x.to_node && c->srv != x.srv))
+                continue;
+            if (x.index < 0)
+                c->client_flushed();
+            else
+                c->batch_sent(x.to_node, results[static_cast<size_t>(x.index)]);
+        }
+    }
 }
 
 // ---------------------------------------------------------------- nodes

@@ -28,6 +28,7 @@
 #include "common/http_parser.h"
 #include "common/ip_acl.h"
 #include "common/ready_queue.h"
+#include "common/send_batch.h"
 #include "common/unique_fd.h"
 #include "common/worker_wake.h"
 
@@ -112,8 +113,17 @@ public:
     void enqueue(ClientConn* c) noexcept;
     void dequeue(ClientConn* c) noexcept;
     void close_client(ClientConn* c) noexcept;
+    // With send batching on, queues c's pending bytes for the client
+    // (to_node false) or for its node (true) to go out with everything else
+    // this loop iteration writes, in one submission before the loop polls
+    // again (common/send_batch.h), and returns true; the result comes back
+    // through ClientConn::batch_sent(). False when batching is off: the
+    // caller sends now.
+    bool defer_send(ClientConn* c, bool to_node) noexcept;
 
 private:
+    // Sends what defer_send() queued, and what the results queue in turn.
+    void send_batch() noexcept;
     static size_t on_accept(void* owner, size_t index, UniqueFd fd,
                             const sockaddr_storage& ss, socklen_t len) noexcept;
     static void on_queue_tick(struct ev_loop*, ev_timer* w, int) noexcept;
@@ -171,6 +181,12 @@ private:
     Acceptor acceptor_;
     ev_timer order_timer_{};
     ReadyQueue ready_;  // read events of the last poll, run in order
+    SendBatch batch_;   // open when balancerd.send_batching is on
+    struct Deferred {
+        ClientConn* c;
+        bool to_node;
+    };
+    std::vector<Deferred> deferred_;  // for the next send_batch()
     ev_prepare prepare_{};
     static void on_prepare(struct ev_loop*, ev_prepare* w, int) noexcept;
 };

@@ -421,6 +421,7 @@ dump_balancerd(Writer& w, const BalancerdConfig& b)
     w.boolean("forwarded", b.forwarded);
     w.size("max_body", b.max_body);
     w.num("max_connections", b.max_connections);
+    w.boolean("send_batching", b.send_batching);
     if (!b.metrics_listen_text.empty())
         w.str("metrics_listen", b.metrics_listen_text);
     w.end();

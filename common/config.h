@@ -187,6 +187,7 @@ struct BalancerdConfig {
     bool forwarded = false;       // add an RFC 7239 Forwarded header
     size_t max_body = 0;          // request body limit, 0 = none (413)
     int max_connections = 10000;  // client connections per worker
+    bool send_batching = true;    // a loop iteration's writes in one call
     Address metrics_listen;       // Prometheus text endpoint
     std::string metrics_listen_text;  // "" = none
 };

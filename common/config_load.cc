@@ -738,6 +738,7 @@ read_balancerd(Group& g, BalancerdConfig* b, const PoolMap& pools)
     g.get_bool("forwarded", &b->forwarded);
     g.get_size("max_body", &b->max_body, 0, SIZE_MAX);
     g.get_int("max_connections", &b->max_connections, 1, 1000000);
+    g.get_bool("send_batching", &b->send_batching);
     g.get_address("metrics_listen", &b->metrics_listen, &b->metrics_listen_text,
                   true);
 }
