@@ -1,4 +1,15 @@
 #!/usr/bin/perl
-# The assertions are in t/unit/http_writer_test.cc, a C++ program that prints TAP;
-# this runs it from the build tree (a missing binary fails, never skips).
-use lib (($ENV{SJ_SRCDIR} // '.') . '/t/lib'); use SJ::Unit; run_unit('http_writer_test');
+# The checks of t/unit/http_writer_test.cc (a C++ program that prints TAP), run
+# from the build tree and asserted here one by one, with its exit status
+# and how many checks it made.
+use strict;
+use warnings;
+use lib (($ENV{SJ_SRCDIR} // '.') . '/t/lib');
+use Test::More;
+use SJ::Unit qw(unit_run unit_report);
+
+my $u = unit_run('http_writer_test');
+is($u->{status}, 0, 'http_writer_test exits 0');
+cmp_ok($u->{count}, '>=', 50, 'and makes its 50 checks');
+unit_report($u);
+done_testing();
