@@ -230,15 +230,10 @@ Proxy::defer_send(ClientConn* c, bool to_node) noexcept
 void
 Proxy::send_batch() noexcept
 {
-    struct Sent {
-        ClientConn* c;
-        bool to_node;
-        ssize_t index;    // in the results; -1: nothing was there to send
-        ServerConn* srv;  // the node connection it went to
-    };
-    std::vector<Deferred> now;
-    std::vector<Sent> sent;
-    std::vector<ssize_t> results;
+    // Members, not locals: their memory serves every loop turn.
+    std::vector<Deferred>& now = batch_now_;
+    std::vector<Sent>& sent = batch_sent_;
+    std::vector<ssize_t>& results = batch_results_;
     // What the results set off (a request body's next piece, a queued
     // request given a node) is deferred in turn and sent in the next round.
     while (!deferred_.empty()) {

@@ -187,6 +187,15 @@ private:
         bool to_node;
     };
     std::vector<Deferred> deferred_;  // for the next send_batch()
+    struct Sent {
+        ClientConn* c;
+        bool to_node;
+        ssize_t index;    // in the results; -1: nothing was there to send
+        ServerConn* srv;  // the node connection it went to
+    };
+    std::vector<Deferred> batch_now_;  // send_batch()'s working lists
+    std::vector<Sent> batch_sent_;
+    std::vector<ssize_t> batch_results_;
     ev_prepare prepare_{};
     static void on_prepare(struct ev_loop*, ev_prepare* w, int) noexcept;
 };

@@ -79,12 +79,20 @@ die(const char* what)
     std::exit(1);
 }
 
+// The entry for fd in a table indexed by descriptor, made on first use.
+template <typename T>
+T&
+by_fd(std::vector<T>& table, int fd)
+{
+    if (static_cast<std::size_t>(fd) >= table.size())
+        table.resize(static_cast<std::size_t>(fd) + 1);
+    return table[static_cast<std::size_t>(fd)];
+}
+
 Conn&
 conn(int fd)
 {
-    if (static_cast<std::size_t>(fd) >= g_conns.size())
-        g_conns.resize(fd + 1);
-    return g_conns[fd];
+    return by_fd(g_conns, fd);
 }
 
 void
@@ -306,9 +314,7 @@ next_sqe()
 UringConn&
 uconn(int fd)
 {
-    if (static_cast<std::size_t>(fd) >= g_uconns.size())
-        g_uconns.resize(fd + 1);
-    return g_uconns[fd];
+    return by_fd(g_uconns, fd);
 }
 
 void

@@ -3,6 +3,7 @@
 #include <liburing.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 

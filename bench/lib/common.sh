@@ -147,10 +147,6 @@ bench_uring_flags() {
     fi
 }
 
-bench_responder_bin() {
-    bench_tool_bin responder
-}
-
 # bench_tree PID: PID and all its descendants, one per line.
 bench_tree() {
     local pid=$1 c
