@@ -534,8 +534,10 @@ CachedState::show_stats() const
     std::string per;
     per +=
         "worker pid requests hits misses stale revalidated passes "
-        "collapsed origin_requests origin_errors bytes_out\n";
+        "collapsed origin_requests origin_errors bytes_out accepted "
+        "busy%\n";
     int nworkers = config_ ? config_->cached.workers : 0;
+    int64_t now = monotonic_us();
     for (int i = 0; i < kMaxWorkerSlots; ++i) {
         const WorkerCounters& w = shared_->workers[i];
         int32_t pid = w.pid.load(std::memory_order_relaxed);
@@ -554,7 +556,9 @@ CachedState::show_stats() const
                u64(ld(w.misses)) + " " + u64(ld(w.stale)) + " " +
                u64(ld(w.revalidated)) + " " + u64(ld(w.passes)) + " " +
                u64(ld(w.collapsed)) + " " + u64(ld(w.origin_requests)) + " " +
-               u64(ld(w.origin_errors)) + " " + u64(ld(w.bytes_out)) + "\n";
+               u64(ld(w.origin_errors)) + " " + u64(ld(w.bytes_out)) + " " +
+               u64(ld(shared_->accept[i].accepted)) + " " +
+               std::to_string(busy_now(shared_->accept[i], now) / 10) + "\n";
     }
     (void)nworkers;
     std::string out;
@@ -809,6 +813,24 @@ CachedState::metrics() const
         }
         metric(f.name, "counter", f.help, v);
     }
+    std::string accepted, busy;
+    int64_t now = monotonic_us();
+    for (int i = 0; i < kMaxWorkerSlots; ++i) {
+        const AcceptSlot& a = shared_->accept[i];
+        if (a.pid.load(std::memory_order_relaxed) == 0 && ld(a.accepted) == 0)
+            continue;
+        std::string label = "{worker=\"" + std::to_string(i) + "\"} ";
+        accepted += "cached_accepted_total" + label + u64(ld(a.accepted)) +
+                    "\n";
+        busy += "cached_worker_busy_ratio" + label +
+                ratio(busy_now(a, now), 1000) + "\n";
+    }
+    metric("cached_accepted_total", "counter", "Client connections accepted.",
+           accepted);
+    metric("cached_worker_busy_ratio", "gauge",
+           "Share of its time the worker spent outside its event loop's "
+           "wait, lately (about the last 100 ms).",
+           busy);
     metric("cached_objects", "gauge", "Objects in the store.",
            "cached_objects " + u64(s.objects) + "\n");
     metric("cached_memory_used_bytes", "gauge", "Store data bytes in use.",

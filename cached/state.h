@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "cached/store.h"
+#include "common/accept_gate.h"
 #include "common/config.h"
 #include "common/daemon_main.h"
 #include "common/metrics_server.h"
@@ -80,6 +81,8 @@ struct CachedShared {
     std::atomic<uint64_t> tier_epoch;
     std::atomic<uint32_t> tier_up[kMaxTierNodes];
     WorkerCounters workers[kMaxWorkerSlots];
+    // Which worker takes new connections (cached.accept_policy "pack").
+    AcceptSlot accept[kMaxWorkerSlots];
     // Serialises changes to the pass table, so that of two workers missing
     // the same key at once exactly one claims the fetch. Reads take no lock.
     ShmMutex pass_lock;

@@ -77,6 +77,11 @@ CacheWorker::CacheWorker(WorkerContext& ctx, CachedState* state)
     }
     acceptor_.set_limit(static_cast<size_t>(cfg_->max_connections),
                         "cached.max_connections");
+    gate_ = std::make_unique<AcceptGate>(
+        loop_, state->shared()->accept, kMaxWorkerSlots,
+        static_cast<size_t>(ctx.index % kMaxWorkerSlots),
+        cfg_->accept_policy == "pack");
+    acceptor_.set_gate(gate_.get());
     for (const auto& l : ctx.listeners) {
         listener_tls_.push_back(
             state->tls_ctx(ctx.generation, listener_tls_.size()));

@@ -146,7 +146,8 @@ private:
     std::unordered_multimap<uint64_t, ClientConn*> remote_waiters_;
     int watch_slot_ = -1;
     WorkerWake wake_;
-    Acceptor acceptor_;
+    std::unique_ptr<AcceptGate> gate_;  // outlives the acceptor that
+    Acceptor acceptor_;                 // consults it
     struct Hot {
         std::shared_ptr<ObjectRef> ref;
         double touched = 0;  // when the store last saw a hit on it

@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/accept_gate.h"
 #include "common/log.h"
 #include "common/net.h"
 
@@ -15,12 +16,28 @@ Acceptor::Acceptor(struct ev_loop* loop, Handler handler, void* owner) noexcept
 {
     ev_timer_init(&retry_, on_retry, kRetry, 0.);
     retry_.data = this;
+    ev_timer_init(&defer_, on_deferred, AcceptGate::kDefer, 0.);
+    defer_.data = this;
 }
 
 Acceptor::~Acceptor()
 {
     watch(false);
     ev_timer_stop(loop_, &retry_);
+    ev_timer_stop(loop_, &defer_);
+}
+
+void
+Acceptor::set_gate(AcceptGate* gate) noexcept
+{
+    gate_ = gate;
+}
+
+bool
+Acceptor::may_watch() const noexcept
+{
+    // Out of descriptors, retry_ runs and watches again when it fires.
+    return !paused_ && !closed_ && !deferring_ && !ev_is_active(&retry_);
 }
 
 void
@@ -32,7 +49,7 @@ Acceptor::add(int fd)
     l->index = listeners_.size();
     ev_io_init(&l->io, on_readable, fd, EV_READ);
     l->io.data = l.get();
-    if (!paused_ && !starved_ && !closed_)
+    if (may_watch())
         ev_io_start(loop_, &l->io);
     listeners_.push_back(std::move(l));
 }
@@ -59,7 +76,9 @@ Acceptor::update(size_t n) noexcept
     if (paused_ && n < limit_ && !closed_) {
         paused_ = false;
         log_info("%s: accepting again", who().c_str());
-        if (!ev_is_active(&retry_))  // else on_retry() watches again
+        if (gate_ != nullptr)
+            gate_->set_open(true);
+        if (may_watch())  // else on_retry() or on_deferred() watches again
             watch(true);
     }
 }
@@ -69,7 +88,11 @@ Acceptor::stop() noexcept
 {
     watch(false);
     ev_timer_stop(loop_, &retry_);
+    ev_timer_stop(loop_, &defer_);
+    deferring_ = false;
     closed_ = true;
+    if (gate_ != nullptr)
+        gate_->set_open(false);
 }
 
 void
@@ -98,7 +121,38 @@ void
 Acceptor::on_readable(struct ev_loop*, ev_io* w, int) noexcept
 {
     auto* l = static_cast<Listener*>(w->data);
-    l->acceptor->accept_from(l);
+    Acceptor* self = l->acceptor;
+    if (self->gate_ != nullptr && self->gate_->defer()) {
+        self->deferring_ = true;
+        self->watch(false);
+        // (A one-shot libev timer keeps only what was left of it when it
+        // stopped: set it again before every start.)
+        ev_timer_set(&self->defer_, AcceptGate::kDefer, 0.);
+        ev_timer_start(self->loop_, &self->defer_);
+        return;
+    }
+    self->accept_from(l);
+}
+
+void
+Acceptor::on_deferred(struct ev_loop*, ev_timer* w, int) noexcept
+{
+    auto* self = static_cast<Acceptor*>(w->data);
+    self->deferring_ = false;
+    if (self->closed_)
+        return;
+    // The worker the connection was left to took nothing meanwhile: take
+    // whatever waits (nothing, if another worker did).
+    if (self->gate_->stalled() && !self->paused_ &&
+        !ev_is_active(&self->retry_))
+        for (auto& l : self->listeners_) {
+            if (l->fd >= 0)
+                self->accept_from(l.get());
+            if (self->paused_ || ev_is_active(&self->retry_))
+                break;
+        }
+    if (self->may_watch())
+        self->watch(true);
 }
 
 void
@@ -106,7 +160,7 @@ Acceptor::on_retry(struct ev_loop*, ev_timer* w, int) noexcept
 {
     auto* self = static_cast<Acceptor*>(w->data);
     // Watch again; the next failed accept() stops it for another spell.
-    if (!self->paused_ && !self->closed_)
+    if (self->may_watch())
         self->watch(true);
 }
 
@@ -128,6 +182,7 @@ Acceptor::accept_from(Listener* l) noexcept
                         who().c_str(), std::strerror(err), kRetry);
                 starved_ = true;
                 watch(false);
+                ev_timer_set(&retry_, kRetry, 0.);
                 ev_timer_start(loop_, &retry_);
             } else if (err != EAGAIN && err != ECONNABORTED) {
                 log_warn("%s: accept: %s", who().c_str(), std::strerror(err));
@@ -139,6 +194,8 @@ Acceptor::accept_from(Listener* l) noexcept
             starved_ = false;
         }
         size_t n = handler_(owner_, l->index, std::move(fd), ss, len);
+        if (gate_ != nullptr)
+            gate_->accepted(1);
         if (n >= limit_ && !closed_) {
             // Like nginx's worker_connections: the clients wait in the
             // backlog (or go to another worker) until one here closes.
@@ -147,6 +204,8 @@ Acceptor::accept_from(Listener* l) noexcept
                 "%s: %zu connections (%s): not accepting until one "
                 "closes",
                 who().c_str(), n, limit_name_.c_str());
+            if (gate_ != nullptr)
+                gate_->set_open(false);
             watch(false);
             return;
         }

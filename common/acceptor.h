@@ -9,7 +9,9 @@
 // that connections closed. (Watching a readable listening socket it does
 // not accept from would wake its loop at once, every time: a busy loop.)
 // Out of file descriptors or kernel memory, it stops watching for 100 ms
-// for the same reason, with one log line per such spell.
+// for the same reason, with one log line per such spell. With an
+// AcceptGate (common/accept_gate.h) it leaves new connections to the
+// worker the gate names, stopping for AcceptGate::kDefer at a time.
 
 #include <ev.h>
 #include <sys/socket.h>
@@ -22,6 +24,8 @@
 #include "common/unique_fd.h"
 
 namespace sj {
+
+class AcceptGate;
 
 class Acceptor {
 public:
@@ -45,6 +49,8 @@ public:
     // The owner holds `n` connections now (some closed): accepting starts
     // again below the limit.
     void update(size_t n) noexcept;
+    // Consults `gate` (not owned; outlives this) before accepting.
+    void set_gate(AcceptGate* gate) noexcept;
     // Stops watching the listening sockets, for good; close_all() also
     // closes them.
     void stop() noexcept;
@@ -64,6 +70,8 @@ private:
     };
     static void on_readable(struct ev_loop*, ev_io* w, int) noexcept;
     static void on_retry(struct ev_loop*, ev_timer* w, int) noexcept;
+    static void on_deferred(struct ev_loop*, ev_timer* w, int) noexcept;
+    bool may_watch() const noexcept;
     void accept_from(Listener* l) noexcept;
     void watch(bool on) noexcept;
     const std::string& who() noexcept;
@@ -78,7 +86,10 @@ private:
     bool paused_ = false;   // at the limit
     bool starved_ = false;  // out of descriptors: retry_ runs
     bool closed_ = false;
+    bool deferring_ = false;  // left a connection to another: defer_ runs
+    AcceptGate* gate_ = nullptr;
     ev_timer retry_{};
+    ev_timer defer_{};
 };
 
 }  // namespace sj

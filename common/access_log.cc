@@ -71,8 +71,12 @@ AccessLog::write(const std::string& line) noexcept
     buf_ += '\n';
     if (buf_.size() >= kFlushSize)
         flush();
-    else if (!ev_is_active(&timer_))
+    else if (!ev_is_active(&timer_)) {
+        // Set each time: a one-shot libev timer that fired or was stopped
+        // keeps only what was left of it, and would fire at once.
+        ev_timer_set(&timer_, kFlushInterval, 0.);
         ev_timer_start(loop_, &timer_);
+    }
 }
 
 void

@@ -379,6 +379,7 @@ dump_cached(Writer& w, const CachedConfig& c)
     w.seconds("origin_idle_timeout", c.origin_idle_timeout);
     w.size("max_body", c.max_body);
     w.num("max_connections", c.max_connections);
+    w.str("accept_policy", c.accept_policy);
     w.boolean("sort_query", c.sort_query);
     w.strings("ignore_params", c.ignore_params);
     w.strings("cookie_paths", c.cookie_paths);

@@ -146,7 +146,9 @@ struct CachedConfig {
     double origin_idle_timeout = 10.0;  // pooled idle origin connection
     size_t max_body = 8u << 20;         // request body limit (413)
     int max_connections = 10000;        // client connections per worker
-    bool sort_query = false;            // cache key: sort query parameters
+    // Which worker takes a new connection: "pack" or "kernel".
+    std::string accept_policy = "pack";
+    bool sort_query = false;                 // cache key: sort query parameters
     std::vector<std::string> ignore_params;  // dropped from the cache key
     // Path prefixes under which responses with Set-Cookie may be stored.
     std::vector<std::string> cookie_paths;

@@ -677,6 +677,7 @@ read_cached(Group& g, CachedConfig* c, const PoolMap& pools)
     g.get_seconds("origin_idle_timeout", &c->origin_idle_timeout, 0, 3600);
     g.get_size("max_body", &c->max_body, 0, SIZE_MAX);
     g.get_int("max_connections", &c->max_connections, 1, 1000000);
+    g.get_enum("accept_policy", &c->accept_policy, {"pack", "kernel"});
     g.get_bool("sort_query", &c->sort_query);
     g.get_strings("ignore_params", &c->ignore_params, is_any_string,
                   "query parameter names");

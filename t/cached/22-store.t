@@ -10,7 +10,7 @@ use Test::More;
 use Time::HiRes qw(sleep time);
 use SJ::Net;
 use SJ::Test;
-use SJ::Cached qw(start_cached get stats);
+use SJ::Cached qw(start_cached get stats server_pid);
 use IO::Socket::INET;
 
 sub log_lines {
@@ -31,13 +31,6 @@ is(scalar @kids, 2, 'two workers');
 # that this one accepts it (the kernel, left to itself, often gives one
 # worker every connection), a miss on one, then the same URL on the other.
 # ss(8) confirms who holds each.
-sub worker_of {
-    my ($sock) = @_;
-    my $lport = $sock->sockport;
-    my (undef, $out) = run_capture('ss', '-Htnp', 'state', 'established',
-                                   "( dport = :$lport )");
-    return $out =~ /pid=(\d+)/ ? $1 : 0;
-}
 sub ka_get {
     my ($sock, $path) = @_;
     print $sock "GET $path HTTP/1.1\r\nHost: test.example\r\n\r\n";
@@ -52,7 +45,7 @@ for my $i (0, 1) {
     kill 'CONT', $other;
     $by_worker{ $kids[$i] } = $s if $r->{status};
 }
-is_deeply([sort map { worker_of($by_worker{$_}) } keys %by_worker],
+is_deeply([sort map { server_pid($by_worker{$_}) } keys %by_worker],
           [sort @kids], 'a connection in each worker');
 {
     my ($sa, $sb) = @by_worker{@kids};

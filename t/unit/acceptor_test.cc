@@ -1,7 +1,7 @@
 // common/acceptor: connections are handed over with their listener's
 // index; at the limit accepting stops (the clients wait in the backlog)
 // and starts again below it; out of descriptors it stops for a spell
-// instead of spinning, then takes the waiting clients.
+// instead of spinning (every time), then takes the waiting clients.
 #include <fcntl.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -120,11 +120,28 @@ main()
         tap::is(o.conns.size(), size_t{5}, "descriptors back: it is taken");
         tap::ok(!a.starved(), "and accepting goes on as before");
 
+        // A second spell waits as long as the first. (A one-shot libev
+        // timer restarted without being set again fires at once: the
+        // acceptor then retried on every turn of the loop.)
+        clients.push_back(sjtest::dial_loopback(p0, 5));
+        ::setrlimit(RLIMIT_NOFILE, &low);
+        spin(loop);
+        tap::ok(a.starved(), "EMFILE again: not accepting for a spell");
+        t0 = ev_time();
+        ev_run(loop, EVRUN_ONCE);
+        slept = ev_time() - t0;
+        tap::ok(slept >= 0.05, "EMFILE again: the loop waits for the retry (" +
+                                   std::to_string(slept) + " s)");
+        ::setrlimit(RLIMIT_NOFILE, &old);
+        for (int i = 0; i < 5 && o.conns.size() < 6; ++i)
+            ev_run(loop, EVRUN_ONCE);
+        tap::is(o.conns.size(), size_t{6}, "descriptors back: taken again");
+
         a.close_all();
         clients.push_back(sjtest::dial_loopback(p0, 5));
         tap::ok(clients.back() < 0, "after close_all: refused");
         spin(loop);
-        tap::is(o.conns.size(), size_t{5}, "nothing more taken");
+        tap::is(o.conns.size(), size_t{6}, "nothing more taken");
     }
     for (int c : clients)
         if (c >= 0)

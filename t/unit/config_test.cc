@@ -786,6 +786,7 @@ test_cached_settings()
             "  origin_timeout = 9; origin_idle_timeout = 4; max_body = "
             "\"1M\";\n"
             "  sort_query = true; ignore_params = [ \"utm_source\" ];\n"
+            "  accept_policy = \"kernel\";\n"
             "  cookie_paths = [ \"/static/\" ]; via = \"edge1\";\n"
             "  tier_timeout = 0.1; tier_max_object = \"512K\";\n"
             "  metrics_listen = \"127.0.0.1:9101\";\n"
@@ -805,6 +806,7 @@ test_cached_settings()
             "cached timeouts");
     tap::is(ca.max_body, size_t{1} << 20, "max_body");
     tap::ok(ca.sort_query, "sort_query");
+    tap::is(ca.accept_policy, std::string("kernel"), "accept_policy");
     tap::ok(ca.ignore_params == std::vector<std::string>({"utm_source"}),
             "ignore_params");
     tap::ok(ca.cookie_paths == std::vector<std::string>({"/static/"}),
@@ -829,6 +831,13 @@ test_cached_settings()
             "cached caching defaults");
 
     tap::is(d->cached.max_connections, 10000, "cached max_connections default");
+    tap::is(d->cached.accept_policy, std::string("pack"),
+            "cached accept_policy default");
+    expect_error(head +
+                     "cached = { origin = \"*:2\"; listen = \"*:1\";\n"
+                     "  accept_policy = \"random\"; };\n",
+                 "t.conf:6: 'accept_policy' must be one of pack, kernel",
+                 "cached accept_policy values");
     expect_error(head +
                      "cached = { origin = \"*:2\"; listen = \"*:1\";\n"
                      "  max_connections = 0; };\n",

@@ -13,7 +13,7 @@ use Time::HiRes qw(sleep time);
 use SJ::Test;
 use SJ::Net;
 
-our @EXPORT_OK = qw(start_cached get stats origin_count);
+our @EXPORT_OK = qw(start_cached get stats origin_count server_pid);
 
 # start_cached(origin => "127.0.0.1:N", workers => 1, extra => TEXT,
 #              test => SJ::Test, listen => TEXT, name => 'cached')
@@ -47,6 +47,16 @@ sub get {
                     method => $o{method} // 'GET', headers => \%h,
                     timeout => $o{timeout} // 10,
                     defined $o{body} ? (body => $o{body}) : ());
+}
+
+# server_pid($sock): the pid of the process holding the server side of the
+# loopback TCP connection $sock (ss(8)), 0 if none is found.
+sub server_pid {
+    my ($sock) = @_;
+    my $lport = $sock->sockport;
+    my (undef, $out) = run_capture('ss', '-Htnp', 'state', 'established',
+                                   "( dport = :$lport )");
+    return $out =~ /pid=(\d+)/ ? $1 : 0;
 }
 
 # stats($daemon): `show stats` as a hashref.

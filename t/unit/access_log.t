@@ -1,0 +1,15 @@
+#!/usr/bin/perl
+# The checks of t/unit/access_log_test.cc (a C++ program that prints TAP),
+# run from the build tree and asserted here one by one, with its exit
+# status and how many checks it made.
+use strict;
+use warnings;
+use lib (($ENV{SJ_SRCDIR} // '.') . '/t/lib');
+use Test::More;
+use SJ::Unit qw(unit_run unit_report);
+
+my $u = unit_run('access_log_test');
+is($u->{status}, 0, 'access_log_test exits 0');
+cmp_ok($u->{count}, '>=', 11, 'and makes its 11 checks');
+unit_report($u);
+done_testing();
