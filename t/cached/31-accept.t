@@ -47,9 +47,11 @@ is(scalar @kids, 2, 'two workers');
 my $w = workers($d);
 ok($w->{0} && $w->{1}, 'show stats lists both workers');
 my ($first, $second) = ($w->{0}{pid}, $w->{1}{pid});
-# (start_cached's wait for the port was a connection too.)
+# Both idle; start_cached's wait for the port was a connection too, which
+# a worker takes once its loop runs: count from after that.
+sleep 0.3;
+$w = workers($d);
 my $before = $w->{0}{accepted} + $w->{1}{accepted};
-sleep 0.3;  # both idle
 
 # Twelve clients, one after another: the first worker takes them all
 # (one may go to the second when the first is slow to wake on a loaded
@@ -97,6 +99,7 @@ my $t2 = SJ::Test->new;
 my (undef, $d2, $port2) = start_cached(origin => $o->address, test => $t2,
     workers => 2, extra => 'accept_policy = "kernel";');
 $d2->wait_children(2);
+sleep 0.3;
 $w = workers($d2);
 $before = ($w->{0}{accepted} // 0) + ($w->{1}{accepted} // 0);
 @socks = ();
