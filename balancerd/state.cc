@@ -14,6 +14,7 @@
 #include <new>
 
 #include "common/check.h"
+#include "common/clock.h"
 #include "common/control_server.h"
 #include "common/log.h"
 #include "common/net.h"
@@ -81,9 +82,7 @@ quantile(const ShmNode& n, double q)
 int64_t
 mono_ms() noexcept
 {
-    timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+    return monotonic_ms();
 }
 
 int64_t

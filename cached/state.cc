@@ -16,6 +16,7 @@
 
 #include "cached/http_cache.h"
 #include "common/check.h"
+#include "common/clock.h"
 #include "common/control_server.h"
 #include "common/log.h"
 #include "common/net.h"
@@ -66,9 +67,7 @@ key_hash(std::string_view key) noexcept
 int64_t
 now_ms() noexcept
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+    return monotonic_ms();
 }
 
 PassKind

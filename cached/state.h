@@ -81,7 +81,8 @@ struct CachedShared {
     std::atomic<uint64_t> tier_epoch;
     std::atomic<uint32_t> tier_up[kMaxTierNodes];
     WorkerCounters workers[kMaxWorkerSlots];
-    // Which worker takes new connections (cached.accept_policy "pack").
+    // Each worker's accepting state, load and accepted connections
+    // (common/accept_gate.h): cached.accept_policy, show stats, metrics.
     AcceptSlot accept[kMaxWorkerSlots];
     // Serialises changes to the pass table, so that of two workers missing
     // the same key at once exactly one claims the fetch. Reads take no lock.

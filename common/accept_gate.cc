@@ -1,17 +1,8 @@
 #include "common/accept_gate.h"
 
-#include <time.h>
 #include <unistd.h>
 
 namespace sj {
-
-int64_t
-monotonic_us() noexcept
-{
-    struct timespec ts;
-    ::clock_gettime(CLOCK_MONOTONIC, &ts);
-    return static_cast<int64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
-}
 
 uint32_t
 busy_now(const AcceptSlot& s, int64_t now) noexcept

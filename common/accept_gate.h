@@ -33,6 +33,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "common/clock.h"
+
 namespace sj {
 
 struct alignas(64) AcceptSlot {
@@ -71,9 +73,6 @@ public:
     // This worker accepts (false: at its limit, or stopped for good).
     void set_open(bool open) noexcept;
 
-    // How busy this worker was over the last window, per mille.
-    uint32_t busy() const noexcept { return mine().busy.load(); }
-
 private:
     static void on_prepare(struct ev_loop*, ev_prepare* w, int) noexcept;
     static void on_check(struct ev_loop*, ev_check* w, int) noexcept;
@@ -97,9 +96,6 @@ private:
     size_t deferred_to_ = static_cast<size_t>(-1);
     uint64_t deferred_progress_ = 0;
 };
-
-// Monotonic microseconds.
-int64_t monotonic_us() noexcept;
 
 // How busy the worker of `s` is at `now`, per mille: its published average,
 // decayed over the wait it is in (as its next loop turn will compute), so

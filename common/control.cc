@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "common/check.h"
+#include "common/clock.h"
 #include "common/unique_fd.h"
 
 namespace sj {
@@ -33,10 +34,7 @@ is_digit(char c) noexcept
 double
 now_monotonic() noexcept
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return static_cast<double>(ts.tv_sec) +
-           static_cast<double>(ts.tv_nsec) / 1e9;
+    return static_cast<double>(monotonic_us()) / 1e6;
 }
 
 // Milliseconds left until `deadline`, rounded up so a wait never ends a
