@@ -31,6 +31,16 @@ void
 Acceptor::set_gate(AcceptGate* gate) noexcept
 {
     gate_ = gate;
+    publish();
+}
+
+void
+Acceptor::publish() noexcept
+{
+    // Out of descriptors or at the limit, a worker takes no connection:
+    // others must not leave theirs to it.
+    if (gate_ != nullptr)
+        gate_->set_open(!paused_ && !starved_ && !closed_);
 }
 
 bool
@@ -76,8 +86,7 @@ Acceptor::update(size_t n) noexcept
     if (paused_ && n < limit_ && !closed_) {
         paused_ = false;
         log_info("%s: accepting again", who().c_str());
-        if (gate_ != nullptr)
-            gate_->set_open(true);
+        publish();
         if (may_watch())  // else on_retry() or on_deferred() watches again
             watch(true);
     }
@@ -91,8 +100,7 @@ Acceptor::stop() noexcept
     ev_timer_stop(loop_, &defer_);
     deferring_ = false;
     closed_ = true;
-    if (gate_ != nullptr)
-        gate_->set_open(false);
+    publish();
 }
 
 void
@@ -181,6 +189,7 @@ Acceptor::accept_from(Listener* l) noexcept
                         "time until it passes)",
                         who().c_str(), std::strerror(err), kRetry);
                 starved_ = true;
+                publish();
                 watch(false);
                 ev_timer_set(&retry_, kRetry, 0.);
                 ev_timer_start(loop_, &retry_);
@@ -192,6 +201,7 @@ Acceptor::accept_from(Listener* l) noexcept
         if (starved_) {
             log_info("%s: accept: descriptors available again", who().c_str());
             starved_ = false;
+            publish();
         }
         size_t n = handler_(owner_, l->index, std::move(fd), ss, len);
         if (gate_ != nullptr)
@@ -204,8 +214,7 @@ Acceptor::accept_from(Listener* l) noexcept
                 "%s: %zu connections (%s): not accepting until one "
                 "closes",
                 who().c_str(), n, limit_name_.c_str());
-            if (gate_ != nullptr)
-                gate_->set_open(false);
+            publish();
             watch(false);
             return;
         }

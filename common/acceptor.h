@@ -72,6 +72,7 @@ private:
     static void on_retry(struct ev_loop*, ev_timer* w, int) noexcept;
     static void on_deferred(struct ev_loop*, ev_timer* w, int) noexcept;
     bool may_watch() const noexcept;
+    void publish() noexcept;  // whether it accepts, to the gate
     void accept_from(Listener* l) noexcept;
     void watch(bool on) noexcept;
     const std::string& who() noexcept;

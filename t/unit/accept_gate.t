@@ -10,6 +10,6 @@ use SJ::Unit qw(unit_run unit_report);
 
 my $u = unit_run('accept_gate_test');
 is($u->{status}, 0, 'accept_gate_test exits 0');
-cmp_ok($u->{count}, '>=', 11, 'and makes its 11 checks');
+cmp_ok($u->{count}, '>=', 15, 'and makes its 15 checks');
 unit_report($u);
 done_testing();

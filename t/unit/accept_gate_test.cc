@@ -3,11 +3,13 @@
 // - New connections go to the first worker while it is idle.
 // - A stopped first worker costs a new connection a few milliseconds: the
 //   second takes it once the first has taken nothing meanwhile.
-// - A first worker at its connection limit leaves them to the second.
+// - A first worker at its connection limit, or out of file descriptors,
+//   leaves them to the second.
 // - A first worker that never waits (busy) leaves them to the second.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -48,9 +50,10 @@ burn(struct ev_loop*, ev_idle*, int) noexcept
 
 // A worker: accepts on `lfd` through a gate on slot `self` until killed
 // (or 60 s pass). `busy`: an idle watcher burns 5 ms per loop turn, so the
-// loop never waits.
+// loop never waits. `starved`: no descriptor left for a connection.
 pid_t
-worker(AcceptSlot* slots, int lfd, size_t self, size_t limit, bool busy)
+worker(AcceptSlot* slots, int lfd, size_t self, size_t limit, bool busy,
+       bool starved = false)
 {
     pid_t pid = ::fork();
     if (pid != 0)
@@ -67,15 +70,30 @@ worker(AcceptSlot* slots, int lfd, size_t self, size_t limit, bool busy)
     ev_idle_init(&idle, burn);
     if (busy)
         ev_idle_start(loop, &idle);
+    if (starved) {
+        int probe = ::fcntl(lfd, F_DUPFD, 0);  // the lowest free descriptor
+        ::close(probe);
+        rlimit low{};
+        ::getrlimit(RLIMIT_NOFILE, &low);
+        low.rlim_cur = static_cast<rlim_t>(probe);
+        ::setrlimit(RLIMIT_NOFILE, &low);
+    }
     ev_run(loop, 0);
     ::_exit(0);
 }
 
+// Ends a part of the test: kills both workers, closes the clients.
 void
-stop(pid_t pid)
+finish(pid_t w0, pid_t w1, std::vector<int>* clients)
 {
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, nullptr, 0);
+    for (pid_t pid : {w0, w1}) {
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, nullptr, 0);
+    }
+    for (int c : *clients)
+        if (c >= 0)
+            ::close(c);
+    clients->clear();
 }
 
 uint64_t
@@ -169,12 +187,24 @@ main()
         dial(slots, port, &clients);
     tap::is(slots[1].accepted.load() - second, uint64_t{3},
             "then the second takes them");
-    stop(w0);
-    stop(w1);
-    for (int c : clients)
-        if (c >= 0)
-            ::close(c);
-    clients.clear();
+    finish(w0, w1, &clients);
+
+    // A first worker out of descriptors says so: the second takes them
+    // without leaving them to it first.
+    std::memset(mem, 0, 2 * sizeof(AcceptSlot));
+    w0 = worker(slots, lfd, 0, 1000, false, true);
+    w1 = worker(slots, lfd, 1, 1000, false);
+    tap::ok(started(slots), "a worker out of descriptors and another");
+    tap::ok(slots[0].open.load() == 1, "the first says it accepts");
+    bool taken = true;
+    for (int i = 0; i < 5; ++i)
+        taken = dial(slots, port, &clients) >= 0 && taken;
+    tap::ok(taken && slots[1].accepted.load() == 5,
+            "the second takes all 5 (" +
+                std::to_string(slots[1].accepted.load()) + ")");
+    tap::ok(slots[0].open.load() == 0,
+            "the first, failing with EMFILE, says it accepts none");
+    finish(w0, w1, &clients);
 
     // A busy first worker (its loop never waits): the second takes them.
     std::memset(mem, 0, 2 * sizeof(AcceptSlot));
@@ -192,11 +222,7 @@ main()
     tap::ok(slots[1].accepted.load() >= 8,
             "the idle second worker takes " +
                 std::to_string(slots[1].accepted.load()) + " of 10");
-    stop(w0);
-    stop(w1);
-    for (int c : clients)
-        if (c >= 0)
-            ::close(c);
+    finish(w0, w1, &clients);
     ::close(lfd);
     ::munmap(mem, 2 * sizeof(AcceptSlot));
     return tap::done_testing();
